@@ -1,0 +1,160 @@
+// Package dataplane loads Mizar's XDP programs (transit, agent), attaches them to interfaces
+// inside network namespaces, and offers typed operations on their maps. One Dataplane is one
+// host: its programs and maps. Nothing here is global.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Config sizes the maps at load time. Zero fields take the defaults.
+type Config struct {
+	// MaxBouncerEndpoints bounds the bouncer table (default 1,048,576 endpoints).
+	MaxBouncerEndpoints uint32
+	// MaxLocalEndpoints bounds the endpoints one host serves (default 65,536).
+	MaxLocalEndpoints uint32
+	// MaxLearned bounds the direct-path LRU (default 262,144).
+	MaxLearned uint32
+	// MaxNetworks bounds networks, bouncer sets and VPCs (default 16,384).
+	MaxNetworks uint32
+	// MaxNeighbors bounds underlay next hops (default 65,536).
+	MaxNeighbors uint32
+	Logger       *slog.Logger
+}
+
+const (
+	DefaultMaxBouncerEndpoints = 1 << 20
+	DefaultMaxLocalEndpoints   = 1 << 16
+	DefaultMaxLearned          = 1 << 18
+	DefaultMaxNetworks         = 1 << 14
+	DefaultMaxNeighbors        = 1 << 16
+)
+
+func (c Config) withDefaults() Config {
+	def := func(v *uint32, d uint32) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxBouncerEndpoints, DefaultMaxBouncerEndpoints)
+	def(&c.MaxLocalEndpoints, DefaultMaxLocalEndpoints)
+	def(&c.MaxLearned, DefaultMaxLearned)
+	def(&c.MaxNetworks, DefaultMaxNetworks)
+	def(&c.MaxNeighbors, DefaultMaxNeighbors)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Dataplane is one host's loaded programs and maps.
+type Dataplane struct {
+	log       *slog.Logger
+	transit   transitObjects
+	agent     agentObjects
+	reference referenceObjects
+	pass      passObjects
+
+	mu    sync.Mutex
+	links map[attachKey]link.Link
+}
+
+// ErrClosed is returned by operations on a closed Dataplane.
+var ErrClosed = errors.New("dataplane closed")
+
+// New loads transit, agent, and the helper programs; agent shares every map with transit.
+func New(cfg Config) (*Dataplane, error) {
+	cfg = cfg.withDefaults()
+	spec, err := loadTransit()
+	if err != nil {
+		return nil, fmt.Errorf("load transit spec: %w", err)
+	}
+	sizes := map[string]uint32{
+		"bouncer_endpoints": cfg.MaxBouncerEndpoints,
+		"local_endpoints":   cfg.MaxLocalEndpoints,
+		"ports":             cfg.MaxLocalEndpoints,
+		"learned":           cfg.MaxLearned,
+		"networks":          cfg.MaxNetworks,
+		"bouncers":          cfg.MaxNetworks,
+		"vpcs":              cfg.MaxNetworks,
+		"neighbors":         cfg.MaxNeighbors,
+	}
+	for name, n := range sizes {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return nil, fmt.Errorf("transit spec has no map %q", name)
+		}
+		ms.MaxEntries = n
+	}
+	d := &Dataplane{log: cfg.Logger, links: map[attachKey]link.Link{}}
+	if err := spec.LoadAndAssign(&d.transit, nil); err != nil {
+		return nil, fmt.Errorf("load transit: %w", verifierError(err))
+	}
+	agentSpec, err := loadAgent()
+	if err != nil {
+		d.transit.Close()
+		return nil, fmt.Errorf("load agent spec: %w", err)
+	}
+	shared := map[string]*ebpf.Map{}
+	for name := range agentSpec.Maps {
+		m, err := d.transitMap(name)
+		if err != nil {
+			d.transit.Close()
+			return nil, err
+		}
+		shared[name] = m
+	}
+	if err := agentSpec.LoadAndAssign(&d.agent, &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
+		d.transit.Close()
+		return nil, fmt.Errorf("load agent: %w", verifierError(err))
+	}
+	if err := loadReferenceObjects(&d.reference, nil); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("load reference: %w", err)
+	}
+	if err := loadPassObjects(&d.pass, nil); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("load pass: %w", err)
+	}
+	return d, nil
+}
+
+func (d *Dataplane) transitMap(name string) (*ebpf.Map, error) {
+	m := map[string]*ebpf.Map{
+		"bouncer_endpoints": d.transit.BouncerEndpoints,
+		"bouncers":          d.transit.Bouncers,
+		"host_config":       d.transit.HostConfig,
+		"learned":           d.transit.Learned,
+		"local_endpoints":   d.transit.LocalEndpoints,
+		"neighbors":         d.transit.Neighbors,
+		"networks":          d.transit.Networks,
+		"ports":             d.transit.Ports,
+		"stats":             d.transit.Stats,
+		"vpcs":              d.transit.Vpcs,
+	}[name]
+	if m == nil {
+		return nil, fmt.Errorf("agent uses map %q that transit does not define", name)
+	}
+	return m, nil
+}
+
+func verifierError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%+v", ve)
+	}
+	return err
+}
+
+// Close detaches everything this Dataplane attached and releases its programs and maps.
+func (d *Dataplane) Close() error {
+	errs := []error{d.DetachAll()}
+	errs = append(errs, d.agent.Close(), d.reference.Close(), d.pass.Close(), d.transit.Close())
+	return errors.Join(errs...)
+}
