@@ -85,12 +85,8 @@ func New(cfg Config) (*Dataplane, error) {
 		"vpcs":              cfg.MaxNetworks,
 		"neighbors":         cfg.MaxNeighbors,
 	}
-	for name, n := range sizes {
-		ms, ok := spec.Maps[name]
-		if !ok {
-			return nil, fmt.Errorf("transit spec has no map %q", name)
-		}
-		ms.MaxEntries = n
+	if err := resize(spec, sizes); err != nil {
+		return nil, fmt.Errorf("transit: %w", err)
 	}
 	d := &Dataplane{log: cfg.Logger, links: map[attachKey]link.Link{}}
 	if err := spec.LoadAndAssign(&d.transit, nil); err != nil {
@@ -100,6 +96,12 @@ func New(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		d.transit.Close()
 		return nil, fmt.Errorf("load agent spec: %w", err)
+	}
+	// The agent's copy of each shared map must match in size, or the replacement is refused.
+	for name, ms := range agentSpec.Maps {
+		if n, ok := sizes[name]; ok {
+			ms.MaxEntries = n
+		}
 	}
 	shared := map[string]*ebpf.Map{}
 	for name := range agentSpec.Maps {
@@ -123,6 +125,17 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("load pass: %w", err)
 	}
 	return d, nil
+}
+
+func resize(spec *ebpf.CollectionSpec, sizes map[string]uint32) error {
+	for name, n := range sizes {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("no map %q", name)
+		}
+		ms.MaxEntries = n
+	}
+	return nil
 }
 
 func (d *Dataplane) transitMap(name string) (*ebpf.Map, error) {
