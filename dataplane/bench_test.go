@@ -1,0 +1,120 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// benchRuns is how many single runs make one figure. Each run is Repeat=1: with Repeat>1 the
+// kernel re-runs the program on the buffer the previous run already rewrote, so an
+// encapsulating or rewriting program would measure the wrong path.
+const benchRuns = 100_000
+
+type benchPath struct {
+	name    string
+	prog    Program
+	setup   func(t testing.TB, d *Dataplane)
+	in      func(t testing.TB) []byte
+	verdict uint32
+}
+
+// meanDuration is the mean of the kernel's reported duration over benchRuns single runs, and
+// fails if any run returns another verdict than the path's: a benchmark of a drop is no figure.
+func meanDuration(b *testing.B, d *Dataplane, p benchPath) time.Duration {
+	prog, err := d.program(p.prog)
+	must(b, err)
+	in := p.in(b)
+	var ingress uint32
+	if p.prog == Agent {
+		ingress = loIfindex
+	}
+	var total time.Duration
+	for range benchRuns {
+		got, _, dur, err := testRun(prog, in, ingress)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got != p.verdict {
+			b.Fatalf("%s: verdict %s, want %s", p.name, verdictNames[got], verdictNames[p.verdict])
+		}
+		total += dur
+	}
+	return total / benchRuns
+}
+
+// BenchmarkPaths reports ns per packet of every path and its ratio to a reference XDP program
+// (swap MACs, XDP_TX) measured in the same run. Run with -benchtime 1x: each figure is already
+// the mean of 100,000 runs.
+func BenchmarkPaths(b *testing.B) {
+	bouncer := func(t testing.TB, d *Dataplane) {
+		withNeighbors(t, d)
+		must(t, d.UpsertNetwork(Network{VNI: vni, NetID: netAID, CIDR: netA, Bouncer: true}))
+		must(t, d.UpsertVPC(VPC{VNI: vni, Bouncer: true, Dividers: []netip.Addr{d1IP}}))
+		must(t, d.UpsertBouncerEntries(BouncerEntry{VNI: vni, IP: ep2IP, Host: h3IP}))
+	}
+	divider := func(t testing.TB, d *Dataplane) {
+		withNeighbors(t, d)
+		must(t, d.UpsertNetwork(Network{VNI: vni, NetID: netAID, CIDR: netA}))
+		must(t, d.UpsertNetwork(Network{VNI: vni, NetID: netBID, CIDR: netB}))
+		must(t, d.SetBouncers(vni, netBID, []netip.Addr{h3IP}))
+		must(t, d.UpsertVPC(VPC{VNI: vni, Divider: true, Dividers: []netip.Addr{selfIP}}))
+	}
+	agentHost := func(t testing.TB, d *Dataplane) {
+		withPort(t, d)
+		withNeighbors(t, d)
+		must(t, d.SetBouncers(vni, netAID, []netip.Addr{b1IP}))
+		must(t, d.UpsertEndpoint(Endpoint{VNI: vni, IP: ep4IP, MAC: ep4MAC, Ifindex: ep4If, NetID: netAID, VPC: vpcCIDR}))
+	}
+	toEp2 := func(f *flow) { f.src, f.srcMAC, f.dst = ep1IP, ep1MAC, ep2IP }
+	toEp3 := func(f *flow) { f.src, f.srcMAC, f.dst = ep1IP, ep1MAC, ep3IP }
+	paths := []benchPath{
+		{"agent_encap_to_bouncer", Agent, agentHost, fromEp1(nil), xdpRedirect},
+		{"agent_direct_path", Agent, func(t testing.TB, d *Dataplane) {
+			agentHost(t, d)
+			must(t, d.transit.Learned.Put(&transitEpKey{Vni: vni, Ip: be32(ep2IP)}, &transitRemoteEp{Host: be32(h3IP)}))
+		}, fromEp1(nil), xdpRedirect},
+		{"agent_same_host", Agent, agentHost, fromEp1(func(f *flow) { f.dst = ep4IP }), xdpRedirect},
+		{"agent_arp_reply", Agent, agentHost, func(t testing.TB) []byte { return arpRequest(t, ep1MAC, ep1IP, ep2IP) }, xdpTX},
+		{"bouncer_to_host", Transit, bouncer, geneveIn(nil, toEp2), xdpTX},
+		{"divider_to_bouncer", Transit, divider, geneveIn(nil, toEp3), xdpTX},
+		{"local_delivery", Transit, withEndpoint, geneveIn(nil, nil), xdpRedirect},
+	}
+	targets := map[string]float64{ // the original Mizar's ratio to the same reference, halved
+		"agent_encap_to_bouncer": 747.0 / 111 / 2,
+		"bouncer_to_host":        658.0 / 111 / 2,
+		"divider_to_bouncer":     921.0 / 111 / 2,
+		"local_delivery":         826.0 / 111 / 2,
+	}
+
+	d := newDP(b)
+	ref := benchPath{"reference", Reference, nil, fromEp1(nil), xdpTX}
+	refNS := meanDuration(b, d, ref)
+	b.Run(ref.name, func(b *testing.B) {
+		for range b.N {
+		}
+		b.ReportMetric(float64(refNS.Nanoseconds()), "ns/pkt")
+	})
+	for _, p := range paths {
+		b.Run(p.name, func(b *testing.B) {
+			d := newDP(b)
+			p.setup(b, d)
+			ns := meanDuration(b, d, p)
+			for range b.N {
+			}
+			ratio := float64(ns) / float64(refNS)
+			b.ReportMetric(float64(ns.Nanoseconds()), "ns/pkt")
+			b.ReportMetric(ratio, "x-ref")
+			limit := 2.5
+			if t, ok := targets[p.name]; ok && t < limit {
+				limit = t
+			}
+			verdict := "met"
+			if ratio > limit {
+				verdict = "MISSED"
+			}
+			b.Log(fmt.Sprintf("%s: %d ns/pkt, %.2fx reference (%d ns); target <= %.2fx: %s", p.name, ns.Nanoseconds(), ratio, refNS.Nanoseconds(), limit, verdict))
+		})
+	}
+}
