@@ -48,17 +48,19 @@ int agent(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *iph;
 	struct port *port;
-	struct local_ep *local;
-	struct remote_ep *remote;
+	struct endpoint *ep;
+	struct learned_host *lh;
+	struct host_set *set;
+	struct host *h;
 	struct ep_key key;
 	enum reason r;
-	__u32 hash, target = 0, vni, frame_len;
-	__u8 mac[6];
+	__u32 hash, slot, vni, frame_len, ns;
+	__u8 mac[6], flags = 0;
 
 	if (!cfg)
 		return verdict(R_UNKNOWN_PORT, XDP_DROP);
 	port = bpf_map_lookup_elem(&ports, &ifindex);
-	if (!port)
+	if (!port || port->vni == 0)
 		return verdict(R_UNKNOWN_PORT, XDP_DROP);
 	if ((void *)(eth + 1) > data_end)
 		return verdict(R_MALFORMED, XDP_DROP);
@@ -71,7 +73,7 @@ int agent(struct xdp_md *ctx)
 	iph = (void *)(eth + 1);
 	if ((void *)(iph + 1) > data_end)
 		return verdict(R_MALFORMED, XDP_DROP);
-	if (iph->version != 4 || iph->ihl < 5)
+	if (iph->version != 4 || iph->ihl < 5 || (void *)iph + bpf_ntohs(iph->tot_len) > data_end)
 		return verdict(R_MALFORMED, XDP_DROP);
 	if (iph->saddr != port->ip)
 		return verdict(R_SPOOFED, XDP_DROP);
@@ -79,13 +81,12 @@ int agent(struct xdp_md *ctx)
 	vni = port->vni;
 	key.vni = vni;
 	key.ip = iph->daddr;
+	ep = bpf_map_lookup_elem(&endpoints, &key);
+	if (ep && ep->ifindex) {
+		/* Same host: straight to the other veth, no trip through the bouncer. */
+		__u32 out = ep->ifindex;
 
-	/* Same host: straight to the other veth, no trip through the bouncer. */
-	local = bpf_map_lookup_elem(&local_endpoints, &key);
-	if (local) {
-		__u32 out = local->ifindex;
-
-		mac_copy(eth->h_dest, local->mac);
+		mac_copy(eth->h_dest, ep->mac);
 		mac_copy(eth->h_source, cfg->gw_mac);
 		if (bpf_redirect(out, 0) != XDP_REDIRECT)
 			return verdict(R_REDIRECT_FAILED, XDP_DROP);
@@ -97,36 +98,43 @@ int agent(struct xdp_md *ctx)
 		return verdict(R_TOO_BIG, XDP_DROP);
 	hash = flow_hash(iph, data_end);
 
-	remote = bpf_map_lookup_elem(&learned, &key);
-	if (remote) {
-		target = remote->host;
+	if (ep) {
+		/* We bounce for its network: we know its host, no need to ask ourselves. */
+		slot = ep->host_slot;
+		r = R_ENCAP_BOUNCER;
+	} else if ((lh = bpf_map_lookup_elem(&learned, &key))) {
+		slot = lh->slot;
 		r = R_DIRECT_HIT;
+		/* The receiver may not know us yet (we learned it from a packet it sent through a
+		 * bouncer): ask it to learn, on the first packets and now and then after. */
+		if (lh->announce) {
+			lh->announce--;
+			flags = MIZAR_F_LEARN;
+		} else if ((bpf_get_prandom_u32() & 255) == 0) {
+			flags = MIZAR_F_LEARN;
+		}
 	} else {
-		struct bouncer_key bk = { .vni = vni, .net_id = port->net_id };
-		struct host_set *set = bpf_map_lookup_elem(&bouncers, &bk);
-
+		ns = port->net_slot;
+		set = bpf_map_lookup_elem(&bouncer_sets, &ns);
 		if (!set)
 			return verdict(R_NO_BOUNCER, XDP_DROP);
-		target = pick(set->hosts, set->count, hash);
-		if (target == 0)
+		slot = pick(set->slots, set->count, hash);
+		if (slot == 0)
 			return verdict(R_NO_BOUNCER, XDP_DROP);
 		r = R_ENCAP_BOUNCER;
-		/* We are that bouncer: answer from our own table rather than send to ourselves. */
-		if (target == cfg->ip) {
-			remote = bpf_map_lookup_elem(&bouncer_endpoints, &key);
-			if (remote) {
-				target = remote->host;
-			} else {
-				struct vpc_info *vpc = bpf_map_lookup_elem(&vpcs, &vni);
-
-				target = vpc ? pick(vpc->dividers, vpc->count, hash) : 0;
-				if (target == 0 || target == cfg->ip)
-					return verdict(R_UNKNOWN_DEST, XDP_DROP);
-			}
-		}
 	}
-	if (next_hop(cfg, target, mac))
+	h = next_hop(cfg, slot, mac);
+	if (!h)
 		return verdict(R_NO_NEIGHBOR, XDP_DROP);
+	if (h->ip == cfg->ip) {
+		/* We are the bouncer and do not know it: another network's, the dividers know. */
+		struct vpc_info *vpc = bpf_map_lookup_elem(&vpcs, &vni);
+
+		slot = vpc ? pick(vpc->dividers, vpc->count, hash) : 0;
+		h = slot ? next_hop(cfg, slot, mac) : NULL;
+		if (!h || h->ip == cfg->ip)
+			return verdict(R_UNKNOWN_DEST, XDP_DROP);
+	}
 
 	if (bpf_xdp_adjust_head(ctx, -(int)ENCAP_LEN))
 		return verdict(R_MALFORMED, XDP_DROP);
@@ -134,7 +142,7 @@ int agent(struct xdp_md *ctx)
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ENCAP_LEN > data_end)
 		return verdict(R_MALFORMED, XDP_DROP);
-	write_encap(data, cfg, mac, target, vni, hash, frame_len);
+	write_encap(data, cfg, mac, h->ip, vni, hash, frame_len, flags);
 	if (bpf_redirect(cfg->ifindex, 0) != XDP_REDIRECT)
 		return verdict(R_REDIRECT_FAILED, XDP_DROP);
 	return verdict(r, XDP_REDIRECT);

@@ -159,7 +159,7 @@ static __always_inline __u32 flow_hash(struct iphdr *iph, void *data_end)
 /* One of a set of hosts, chosen by flow hash. The mask only convinces the verifier: count is at
  * most MAX_BOUNCERS, a power of two, so hash % count is already below it; the empty asm keeps
  * clang from proving that and dropping the mask. */
-static __always_inline __u32 pick(__u32 *hosts, __u32 count, __u32 hash)
+static __always_inline __u32 pick(__u32 *slots, __u32 count, __u32 hash)
 {
 	__u32 i;
 
@@ -167,7 +167,7 @@ static __always_inline __u32 pick(__u32 *hosts, __u32 count, __u32 hash)
 		return 0;
 	i = hash % count;
 	asm volatile("" : "+r"(i));
-	return hosts[i & (MAX_BOUNCERS - 1)];
+	return slots[i & (MAX_BOUNCERS - 1)];
 }
 
 static __always_inline __u32 vni_of(struct genevehdr *gh)
@@ -175,27 +175,30 @@ static __always_inline __u32 vni_of(struct genevehdr *gh)
 	return ((__u32)gh->vni[0] << 16) | ((__u32)gh->vni[1] << 8) | gh->vni[2];
 }
 
-/* Outer target host -> underlay destination MAC: the neighbor when known, else the default
- * next hop of a routed underlay. */
-static __always_inline int next_hop(struct host_cfg *cfg, __u32 host, __u8 *mac)
+/* A host slot -> the host and the underlay MAC toward it: its own when known, else the
+ * default next hop of a routed underlay. NULL when neither. */
+static __always_inline struct host *next_hop(struct host_cfg *cfg, __u32 slot, __u8 *mac)
 {
-	struct neighbor *n = bpf_map_lookup_elem(&neighbors, &host);
+	struct host *h = bpf_map_lookup_elem(&hosts, &slot);
 
-	if (n) {
-		mac_copy(mac, n->mac);
-		return 0;
+	if (!h || h->ip == 0)
+		return NULL;
+	if (h->flags & HOST_F_MAC) {
+		mac_copy(mac, h->mac);
+		return h;
 	}
-	if (cfg->flags & HOST_F_DEFAULT_NH) {
+	if (cfg->flags & CFG_F_DEFAULT_NH) {
 		mac_copy(mac, cfg->nh_mac);
-		return 0;
+		return h;
 	}
-	return -1;
+	return NULL;
 }
 
 /* Writes the outer Ethernet, IPv4, UDP, Geneve and option headers at data. inner_len is the
  * length of the inner Ethernet frame. */
 static __always_inline void write_encap(void *data, struct host_cfg *cfg, const __u8 *dmac,
-					__u32 dst, __u32 vni, __u32 hash, __u16 inner_len)
+					__u32 dst, __u32 vni, __u32 hash, __u16 inner_len,
+					__u8 flags)
 {
 	struct ethhdr *eth = data;
 	struct iphdr *iph = (void *)(eth + 1);
@@ -239,7 +242,7 @@ static __always_inline void write_encap(void *data, struct host_cfg *cfg, const 
 	opt->hdr.type = MIZAR_OPT_HOST;
 	opt->hdr.length = (sizeof(*opt) - sizeof(opt->hdr)) / 4;
 	opt->host = cfg->ip;
-	opt->flags = 0;
+	opt->flags = flags;
 	opt->pad[0] = opt->pad[1] = opt->pad[2] = 0;
 }
 

@@ -15,36 +15,26 @@ struct {
 	__type(value, struct host_cfg);
 } host_config SEC(".maps");
 
-/* Endpoints hosted here: (VNI, IP) -> veth. Used by transit (local delivery) and agent
- * (same-host delivery). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct ep_key);
-	__type(value, struct local_ep);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} local_endpoints SEC(".maps");
-
-/* The agent's view of each endpoint veth, keyed by the host-side ifindex. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct port);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} ports SEC(".maps");
-
-/* Bouncer table: (VNI, IP) -> endpoint's host, for every network this host bounces for. */
+/* Endpoints this host knows, hosted here or (as a bouncer) elsewhere: (VNI, IP) -> endpoint. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1048576);
 	__type(key, struct ep_key);
-	__type(value, struct remote_ep);
+	__type(value, struct endpoint);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} bouncer_endpoints SEC(".maps");
+} endpoints SEC(".maps");
+
+/* The agent's view of each endpoint veth, indexed by the host-side ifindex: an array, because
+ * every packet an endpoint sends starts here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct port);
+} ports SEC(".maps");
 
 /* Networks this host knows: (VNI, CIDR) -> network. Dividers hold all of their VPC's, bouncers
- * their own, hosts those of their endpoints' VPCs (to heal stale direct paths). */
+ * their own, hosts those of their endpoints (to heal stale direct paths). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 16384);
@@ -53,14 +43,13 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } networks SEC(".maps");
 
-/* (VNI, network) -> the network's bouncers. */
+/* Network slot -> the network's bouncers. Slots are given out by the Go side. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 16384);
-	__type(key, struct bouncer_key);
+	__type(key, __u32);
 	__type(value, struct host_set);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} bouncers SEC(".maps");
+} bouncer_sets SEC(".maps");
 
 /* VNI -> this host's roles in the VPC and the VPC's dividers. */
 struct {
@@ -71,15 +60,24 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vpcs SEC(".maps");
 
-/* Substrate IPv4 -> underlay next-hop MAC, filled by Go: XDP cannot start ARP resolution, so a
- * map keeps forwarding deterministic and independent of the kernel's neighbor cache. */
+/* Host slot -> substrate IPv4 and underlay next-hop MAC, filled by Go: XDP cannot start ARP
+ * resolution, so a map keeps forwarding deterministic and independent of the kernel's neighbor
+ * cache. Slot 0 is never used. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct host);
+} hosts SEC(".maps");
+
+/* Substrate IPv4 -> host slot: only for learning, which knows a host by the IP in our option. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, struct neighbor);
+	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} neighbors SEC(".maps");
+} host_slots SEC(".maps");
 
 /* Direct path: (VNI, inner source) -> the host that sent it, learned by transit, used by the
  * agent. LRU: a forgotten entry only costs a detour through the bouncer. */
@@ -87,7 +85,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct ep_key);
-	__type(value, struct remote_ep);
+	__type(value, struct learned_host);
 } learned SEC(".maps");
 
 /* Per-CPU packet counter for every reason. */

@@ -20,18 +20,24 @@ struct parsed {
 };
 
 /* Rewrites the outer header toward target and sends the packet back out of the substrate. */
-static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, __u32 target,
+static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, __u32 slot,
 				   __u8 set_flags, enum reason r)
 {
 	struct iphdr *iph = p->iph;
 	struct udphdr *udp = p->udp;
+	struct host *h;
 	__u8 mac[6];
 	__be16 old_ttl, new_ttl;
+	__u32 target;
 
 	if (iph->ttl <= 1)
 		return verdict(R_TTL_EXPIRED, XDP_DROP);
-	if (next_hop(cfg, target, mac))
+	h = next_hop(cfg, slot, mac);
+	if (!h)
 		return verdict(R_NO_NEIGHBOR, XDP_DROP);
+	target = h->ip;
+	if (target == cfg->ip)
+		return verdict(R_UNKNOWN_DEST, XDP_DROP); /* never to ourselves */
 
 	mac_copy(p->eth->h_dest, mac);
 	mac_copy(p->eth->h_source, cfg->mac);
@@ -65,8 +71,41 @@ static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, __u32
 	return verdict(r, XDP_TX);
 }
 
+/* Direct path: remember which host this source lives on, so our agent can skip the bouncer.
+ * What came through a bouncer always pays for the lookup. What came straight from its sender
+ * (outer source is the option's host) only does when the sender asks (MIZAR_F_LEARN): it does so
+ * for its first packets after learning us, and now and then after, so the common case costs
+ * nothing here. Writes happen only on change. */
+static __always_inline void learn(struct host_cfg *cfg, struct parsed *p)
+{
+	struct ep_key k;
+	struct learned_host *cur, v = {};
+	__u32 host, *slot;
+
+	if (!p->opt)
+		return;
+	host = p->opt->host;
+	if (host == cfg->ip || host == 0)
+		return;
+	if (p->iph->saddr == host && !(p->opt->flags & MIZAR_F_LEARN))
+		return;
+	k.vni = p->vni;
+	k.ip = p->inner->saddr;
+	cur = bpf_map_lookup_elem(&learned, &k);
+	if (cur && cur->ip == host)
+		return;
+	slot = bpf_map_lookup_elem(&host_slots, &host);
+	if (!slot)
+		return; /* a host we cannot reach directly: keep using the bouncer */
+	v.ip = host;
+	v.slot = *slot;
+	v.announce = LEARN_ANNOUNCE;
+	bpf_map_update_elem(&learned, &k, &v, BPF_ANY);
+	count(R_LEARNED);
+}
+
 static __always_inline int deliver(struct xdp_md *ctx, struct host_cfg *cfg, struct parsed *p,
-				   struct local_ep *ep)
+				   struct endpoint *ep)
 {
 	__u32 ifindex = ep->ifindex;
 	__u8 mac[6];
@@ -74,21 +113,8 @@ static __always_inline int deliver(struct xdp_md *ctx, struct host_cfg *cfg, str
 	struct ethhdr *eth;
 	int outer;
 
-	/* Direct path: remember which host this source lives on, so our agent can skip the
-	 * bouncer. Only write when it changed: a map update per packet costs more than a lookup. */
-	if (p->opt && p->opt->host != cfg->ip && p->opt->host != 0) {
-		struct ep_key k = { .vni = p->vni, .ip = p->inner->saddr };
-		struct remote_ep *cur = bpf_map_lookup_elem(&learned, &k);
-
-		if (!cur || cur->host != p->opt->host) {
-			struct remote_ep v = { .host = p->opt->host };
-
-			bpf_map_update_elem(&learned, &k, &v, BPF_ANY);
-			count(R_LEARNED);
-		}
-	}
-
 	mac_copy(mac, ep->mac);
+	learn(cfg, p);
 	outer = (void *)p->inner_eth - (void *)p->eth;
 	if (bpf_xdp_adjust_head(ctx, outer))
 		return verdict(R_MALFORMED, XDP_DROP);
@@ -129,6 +155,9 @@ static __always_inline int parse(struct xdp_md *ctx, struct host_cfg *cfg, struc
 		return R_MALFORMED;
 	if (iph->daddr != cfg->ip || iph->protocol != IPPROTO_UDP)
 		return -1;
+	/* The frame may carry padding past the packet, never less than the packet. */
+	if ((void *)iph + bpf_ntohs(iph->tot_len) > data_end)
+		return R_MALFORMED;
 	udp = (void *)iph + (iph->ihl * 4);
 	if ((void *)(udp + 1) > data_end)
 		return R_MALFORMED;
@@ -185,7 +214,8 @@ static __always_inline int parse(struct xdp_md *ctx, struct host_cfg *cfg, struc
 	p->inner = (void *)(p->inner_eth + 1);
 	if ((void *)(p->inner + 1) > data_end)
 		return R_MALFORMED;
-	if (p->inner->version != 4 || p->inner->ihl < 5)
+	if (p->inner->version != 4 || p->inner->ihl < 5 ||
+	    (void *)p->inner + bpf_ntohs(p->inner->tot_len) > data_end)
 		return R_MALFORMED;
 
 	p->eth = eth;
@@ -201,12 +231,12 @@ int transit(struct xdp_md *ctx)
 	struct host_cfg *cfg = get_cfg();
 	struct parsed p;
 	struct ep_key key;
-	struct local_ep *local;
-	struct remote_ep *remote;
+	struct endpoint *ep;
 	struct net_info *net;
 	struct vpc_info *vpc;
+	struct host_set *set;
 	struct net_key nk;
-	__u32 hash, target;
+	__u32 hash, slot;
 	int r;
 
 	if (!cfg || cfg->ip == 0)
@@ -219,52 +249,45 @@ int transit(struct xdp_md *ctx)
 
 	key.vni = p.vni;
 	key.ip = p.inner->daddr;
-
-	local = bpf_map_lookup_elem(&local_endpoints, &key);
-	if (local)
-		return deliver(ctx, cfg, &p, local);
-
-	remote = bpf_map_lookup_elem(&bouncer_endpoints, &key);
-	if (remote) {
-		if (remote->host == cfg->ip)
-			return verdict(R_UNKNOWN_DEST, XDP_DROP); /* stale: should be local */
-		return forward(cfg, &p, remote->host, 0, R_BOUNCED);
+	ep = bpf_map_lookup_elem(&endpoints, &key);
+	if (ep) {
+		if (ep->ifindex)
+			return deliver(ctx, cfg, &p, ep);
+		return forward(cfg, &p, ep->host_slot, 0, R_BOUNCED);
 	}
 
 	hash = flow_hash(p.inner, (void *)(long)ctx->data_end);
-	vpc = bpf_map_lookup_elem(&vpcs, &p.vni);
-
 	nk.prefixlen = 64;
 	nk.vni = bpf_htonl(p.vni);
 	nk.ip = p.inner->daddr;
 	net = bpf_map_lookup_elem(&networks, &nk);
 	if (net) {
-		struct bouncer_key bk = { .vni = p.vni, .net_id = net->net_id };
-		struct host_set *set;
+		__u32 ns = net->net_slot;
 
-		/* Our own network and the bouncer table does not have it: nobody has it. */
-		if (net->bouncer)
+		/* Our own network and the table does not have it: nobody has it. */
+		if (net->flags & NET_F_BOUNCER)
 			return verdict(R_UNKNOWN_DEST, XDP_DROP);
-		set = bpf_map_lookup_elem(&bouncers, &bk);
+		set = bpf_map_lookup_elem(&bouncer_sets, &ns);
 		if (!set)
 			return verdict(R_NO_BOUNCER, XDP_DROP);
-		target = pick(set->hosts, set->count, hash);
-		if (target == 0 || target == cfg->ip)
+		slot = pick(set->slots, set->count, hash);
+		if (slot == 0)
 			return verdict(R_NO_BOUNCER, XDP_DROP);
-		if (vpc && (vpc->roles & ROLE_DIVIDER))
-			return forward(cfg, &p, target, MIZAR_F_DIVIDED, R_DIVIDED);
+		if (net->flags & NET_F_DIVIDER)
+			return forward(cfg, &p, slot, MIZAR_F_DIVIDED, R_DIVIDED);
 		/* An endpoint we no longer host, reached by a stale direct path: send it on to its
 		 * bouncer instead of dropping it. */
-		return forward(cfg, &p, target, 0, R_REROUTED);
+		return forward(cfg, &p, slot, 0, R_REROUTED);
 	}
 
 	/* A bouncer that does not know the destination: it may live in another network of the
 	 * VPC, which the dividers know. Never back to a divider that already chose us. */
+	vpc = bpf_map_lookup_elem(&vpcs, &p.vni);
 	if (vpc && (vpc->roles & ROLE_BOUNCER) && !(vpc->roles & ROLE_DIVIDER) &&
 	    !(p.opt && (p.opt->flags & MIZAR_F_DIVIDED))) {
-		target = pick(vpc->dividers, vpc->count, hash);
-		if (target && target != cfg->ip)
-			return forward(cfg, &p, target, 0, R_TO_DIVIDER);
+		slot = pick(vpc->dividers, vpc->count, hash);
+		if (slot)
+			return forward(cfg, &p, slot, 0, R_TO_DIVIDER);
 	}
 	return verdict(R_UNKNOWN_DEST, XDP_DROP);
 }

@@ -14,6 +14,10 @@
 
 /* Option flags. */
 #define MIZAR_F_DIVIDED 0x01 /* a divider already chose this packet's bouncer */
+#define MIZAR_F_LEARN 0x02   /* sent straight, but the receiver may not know us yet: learn */
+
+/* Direct packets that carry MIZAR_F_LEARN after the sender learned the receiver. */
+#define LEARN_ANNOUNCE 8
 
 /* Roles of this host within a VPC, bits of vpc_info.roles. */
 #define ROLE_DIVIDER 0x01
@@ -24,15 +28,15 @@ struct host_cfg {
 	__u32 ip;        /* substrate IPv4, network order */
 	__u32 ifindex;   /* substrate interface */
 	__u16 mtu;       /* substrate MTU */
-	__u16 flags;     /* HOST_F_* */
+	__u16 flags;     /* CFG_F_* */
 	__u8 mac[6];     /* substrate interface MAC */
 	__u8 gw_mac[6];  /* MAC the agent answers endpoints' ARP with */
-	__u8 nh_mac[6];  /* default underlay next hop (a router), if HOST_F_DEFAULT_NH */
+	__u8 nh_mac[6];  /* default underlay next hop (a router), if CFG_F_DEFAULT_NH */
 	__u16 pad;
 };
 
-/* The underlay is routed: a host missing from the neighbors map is reached via nh_mac. */
-#define HOST_F_DEFAULT_NH 0x01
+/* The underlay is routed: a host without a MAC of its own in hosts[] is reached via nh_mac. */
+#define CFG_F_DEFAULT_NH 0x01
 
 /* Key of every (VNI, inner IPv4) map. */
 struct ep_key {
@@ -40,23 +44,20 @@ struct ep_key {
 	__u32 ip; /* network order */
 };
 
-/* An endpoint hosted here. */
-struct local_ep {
-	__u32 ifindex; /* host side of the endpoint's veth */
-	__u8 mac[6];
+/* An endpoint this host knows: hosted here (ifindex set), or, on a bouncer, where it lives.
+ * One table for both so that each transit packet costs one hash lookup to decide. */
+struct endpoint {
+	__u32 ifindex;   /* host side of the endpoint's veth; 0: not hosted here */
+	__u32 host_slot; /* hosts[] index of the endpoint's host (bouncer entries) */
+	__u8 mac[6];     /* the endpoint's MAC (hosted here) */
 	__u16 pad;
 };
 
-/* An endpoint's location as a bouncer knows it. */
-struct remote_ep {
-	__u32 host; /* substrate IPv4 of the endpoint's host */
-};
-
-/* What the agent knows of the endpoint behind one veth, keyed by that veth's ifindex. */
+/* What the agent knows of the endpoint behind one veth: ports[] is indexed by ifindex. */
 struct port {
-	__u32 vni;
+	__u32 vni;     /* 0: no endpoint on this ifindex */
 	__u32 ip;
-	__u32 net_id;
+	__u32 net_slot; /* bouncer_sets[] index of the endpoint's network */
 	__u32 vpc_prefix; /* VPC CIDR, network order, for answering ARP */
 	__u32 vpc_mask;
 	__u8 mac[6];
@@ -70,31 +71,43 @@ struct net_key {
 	__u32 ip;
 };
 
+#define NET_F_BOUNCER 0x01 /* this host is a bouncer of the network */
+#define NET_F_DIVIDER 0x02 /* this host is a divider of the network's VPC */
+
 struct net_info {
-	__u32 net_id;
-	__u32 bouncer; /* this host is a bouncer of the network */
+	__u32 net_slot;
+	__u32 flags; /* NET_F_* */
 };
 
-struct bouncer_key {
-	__u32 vni;
-	__u32 net_id;
-};
-
+/* A set of hosts (a network's bouncers, a VPC's dividers), as hosts[] slots. */
 struct host_set {
 	__u32 count;
-	__u32 hosts[MAX_BOUNCERS];
+	__u32 slots[MAX_BOUNCERS];
 };
 
 struct vpc_info {
 	__u32 roles;
 	__u32 count; /* dividers */
-	__u32 dividers[MAX_DIVIDERS];
+	__u32 dividers[MAX_DIVIDERS]; /* hosts[] slots */
 };
 
-/* Next hop on the underlay for one substrate IPv4. */
-struct neighbor {
+#define HOST_F_MAC 0x01 /* mac is the next hop toward this host */
+
+/* A host of the underlay. Everything that names a host holds its slot, so reaching it costs an
+ * array lookup, and a changed next hop is one write whatever refers to it. */
+struct host {
+	__u32 ip;
 	__u8 mac[6];
-	__u16 pad;
+	__u8 flags; /* HOST_F_MAC */
+	__u8 pad;
+};
+
+/* What the direct path learned: the host an endpoint's packets came from. */
+struct learned_host {
+	__u32 ip;
+	__u32 slot;
+	__u32 announce; /* direct packets still to send with MIZAR_F_LEARN */
+	__u32 pad;
 };
 
 /* Verdict reasons, the index of the stats array. Keep in step with dataplane/counters.go. */

@@ -13,16 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type agentBouncerKey struct {
-	_     structs.HostLayout
-	Vni   uint32
-	NetId uint32
+type agentEndpoint struct {
+	_        structs.HostLayout
+	Ifindex  uint32
+	HostSlot uint32
+	Mac      [6]uint8
+	Pad      uint16
 }
 
 type agentEpKey struct {
 	_   structs.HostLayout
 	Vni uint32
 	Ip  uint32
+}
+
+type agentHost struct {
+	_     structs.HostLayout
+	Ip    uint32
+	Mac   [6]uint8
+	Flags uint8
+	Pad   uint8
 }
 
 type agentHostCfg struct {
@@ -40,26 +50,21 @@ type agentHostCfg struct {
 type agentHostSet struct {
 	_     structs.HostLayout
 	Count uint32
-	Hosts [16]uint32
+	Slots [16]uint32
 }
 
-type agentLocalEp struct {
-	_       structs.HostLayout
-	Ifindex uint32
-	Mac     [6]uint8
-	Pad     uint16
-}
-
-type agentNeighbor struct {
-	_   structs.HostLayout
-	Mac [6]uint8
-	Pad uint16
+type agentLearnedHost struct {
+	_        structs.HostLayout
+	Ip       uint32
+	Slot     uint32
+	Announce uint32
+	Pad      uint32
 }
 
 type agentNetInfo struct {
 	_       structs.HostLayout
-	NetId   uint32
-	Bouncer uint32
+	NetSlot uint32
+	Flags   uint32
 }
 
 type agentNetKey struct {
@@ -73,7 +78,7 @@ type agentPort struct {
 	_         structs.HostLayout
 	Vni       uint32
 	Ip        uint32
-	NetId     uint32
+	NetSlot   uint32
 	VpcPrefix uint32
 	VpcMask   uint32
 	Mac       [6]uint8
@@ -110,11 +115,6 @@ const (
 	agentReasonR_MAX             agentReason = 24
 )
 
-type agentRemoteEp struct {
-	_    structs.HostLayout
-	Host uint32
-}
-
 type agentVpcInfo struct {
 	_        structs.HostLayout
 	Roles    uint32
@@ -126,17 +126,17 @@ type agentVpcInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	agentMapBouncerEndpoints = "bouncer_endpoints"
-	agentMapBouncers         = "bouncers"
-	agentMapHostConfig       = "host_config"
-	agentMapLearned          = "learned"
-	agentMapLocalEndpoints   = "local_endpoints"
-	agentMapNeighbors        = "neighbors"
-	agentMapNetworks         = "networks"
-	agentMapPorts            = "ports"
-	agentMapStats            = "stats"
-	agentMapVpcs             = "vpcs"
-	agentProgAgent           = "agent"
+	agentMapBouncerSets = "bouncer_sets"
+	agentMapEndpoints   = "endpoints"
+	agentMapHostConfig  = "host_config"
+	agentMapHostSlots   = "host_slots"
+	agentMapHosts       = "hosts"
+	agentMapLearned     = "learned"
+	agentMapNetworks    = "networks"
+	agentMapPorts       = "ports"
+	agentMapStats       = "stats"
+	agentMapVpcs        = "vpcs"
+	agentProgAgent      = "agent"
 )
 
 // loadAgent returns the embedded CollectionSpec for agent.
@@ -188,16 +188,16 @@ type agentProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type agentMapSpecs struct {
-	BouncerEndpoints *ebpf.MapSpec `ebpf:"bouncer_endpoints"`
-	Bouncers         *ebpf.MapSpec `ebpf:"bouncers"`
-	HostConfig       *ebpf.MapSpec `ebpf:"host_config"`
-	Learned          *ebpf.MapSpec `ebpf:"learned"`
-	LocalEndpoints   *ebpf.MapSpec `ebpf:"local_endpoints"`
-	Neighbors        *ebpf.MapSpec `ebpf:"neighbors"`
-	Networks         *ebpf.MapSpec `ebpf:"networks"`
-	Ports            *ebpf.MapSpec `ebpf:"ports"`
-	Stats            *ebpf.MapSpec `ebpf:"stats"`
-	Vpcs             *ebpf.MapSpec `ebpf:"vpcs"`
+	BouncerSets *ebpf.MapSpec `ebpf:"bouncer_sets"`
+	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
+	HostConfig  *ebpf.MapSpec `ebpf:"host_config"`
+	HostSlots   *ebpf.MapSpec `ebpf:"host_slots"`
+	Hosts       *ebpf.MapSpec `ebpf:"hosts"`
+	Learned     *ebpf.MapSpec `ebpf:"learned"`
+	Networks    *ebpf.MapSpec `ebpf:"networks"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Vpcs        *ebpf.MapSpec `ebpf:"vpcs"`
 }
 
 // agentVariableSpecs contains global variables before they are loaded into the kernel.
@@ -226,26 +226,26 @@ func (o *agentObjects) Close() error {
 //
 // It can be passed to loadAgentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type agentMaps struct {
-	BouncerEndpoints *ebpf.Map `ebpf:"bouncer_endpoints"`
-	Bouncers         *ebpf.Map `ebpf:"bouncers"`
-	HostConfig       *ebpf.Map `ebpf:"host_config"`
-	Learned          *ebpf.Map `ebpf:"learned"`
-	LocalEndpoints   *ebpf.Map `ebpf:"local_endpoints"`
-	Neighbors        *ebpf.Map `ebpf:"neighbors"`
-	Networks         *ebpf.Map `ebpf:"networks"`
-	Ports            *ebpf.Map `ebpf:"ports"`
-	Stats            *ebpf.Map `ebpf:"stats"`
-	Vpcs             *ebpf.Map `ebpf:"vpcs"`
+	BouncerSets *ebpf.Map `ebpf:"bouncer_sets"`
+	Endpoints   *ebpf.Map `ebpf:"endpoints"`
+	HostConfig  *ebpf.Map `ebpf:"host_config"`
+	HostSlots   *ebpf.Map `ebpf:"host_slots"`
+	Hosts       *ebpf.Map `ebpf:"hosts"`
+	Learned     *ebpf.Map `ebpf:"learned"`
+	Networks    *ebpf.Map `ebpf:"networks"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Vpcs        *ebpf.Map `ebpf:"vpcs"`
 }
 
 func (m *agentMaps) Close() error {
 	return _AgentClose(
-		m.BouncerEndpoints,
-		m.Bouncers,
+		m.BouncerSets,
+		m.Endpoints,
 		m.HostConfig,
+		m.HostSlots,
+		m.Hosts,
 		m.Learned,
-		m.LocalEndpoints,
-		m.Neighbors,
 		m.Networks,
 		m.Ports,
 		m.Stats,

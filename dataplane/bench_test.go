@@ -98,7 +98,7 @@ func BenchmarkPaths(b *testing.B) {
 		{"agent_encap_to_bouncer", Agent, agentHost, fromEp1(nil), xdpRedirect},
 		{"agent_direct_path", Agent, func(t testing.TB, d *Dataplane) {
 			agentHost(t, d)
-			must(t, d.transit.Learned.Put(&transitEpKey{Vni: vni, Ip: be32(ep2IP)}, &transitRemoteEp{Host: be32(h3IP)}))
+			learn(t, d, ep2IP, h3IP)
 		}, fromEp1(nil), xdpRedirect},
 		{"agent_same_host", Agent, agentHost, fromEp1(func(f *flow) { f.dst = ep4IP }), xdpRedirect},
 		{"agent_arp_reply", Agent, agentHost, func(t testing.TB) []byte { return arpRequest(t, ep1MAC, ep1IP, ep2IP) }, xdpTX},

@@ -15,25 +15,27 @@ import (
 
 // Config sizes the maps at load time. Zero fields take the defaults.
 type Config struct {
-	// MaxBouncerEndpoints bounds the bouncer table (default 1,048,576 endpoints).
-	MaxBouncerEndpoints uint32
-	// MaxLocalEndpoints bounds the endpoints one host serves (default 65,536).
-	MaxLocalEndpoints uint32
+	// MaxEndpoints bounds the endpoint table: those hosted here plus, on a bouncer, those of
+	// its networks (default 1,048,576).
+	MaxEndpoints uint32
+	// MaxIfindex bounds the ifindex of an endpoint's veth: ports[] is an array indexed by it
+	// (default 131,072).
+	MaxIfindex uint32
 	// MaxLearned bounds the direct-path LRU (default 262,144).
 	MaxLearned uint32
 	// MaxNetworks bounds networks, bouncer sets and VPCs (default 16,384).
 	MaxNetworks uint32
-	// MaxNeighbors bounds underlay next hops (default 65,536).
-	MaxNeighbors uint32
+	// MaxHosts bounds the underlay hosts this host can reach (default 65,536).
+	MaxHosts uint32
 	Logger       *slog.Logger
 }
 
 const (
-	DefaultMaxBouncerEndpoints = 1 << 20
-	DefaultMaxLocalEndpoints   = 1 << 16
-	DefaultMaxLearned          = 1 << 18
-	DefaultMaxNetworks         = 1 << 14
-	DefaultMaxNeighbors        = 1 << 16
+	DefaultMaxEndpoints = 1 << 20
+	DefaultMaxIfindex   = 1 << 17
+	DefaultMaxLearned   = 1 << 18
+	DefaultMaxNetworks  = 1 << 14
+	DefaultMaxHosts     = 1 << 16
 )
 
 func (c Config) withDefaults() Config {
@@ -42,11 +44,11 @@ func (c Config) withDefaults() Config {
 			*v = d
 		}
 	}
-	def(&c.MaxBouncerEndpoints, DefaultMaxBouncerEndpoints)
-	def(&c.MaxLocalEndpoints, DefaultMaxLocalEndpoints)
+	def(&c.MaxEndpoints, DefaultMaxEndpoints)
+	def(&c.MaxIfindex, DefaultMaxIfindex)
 	def(&c.MaxLearned, DefaultMaxLearned)
 	def(&c.MaxNetworks, DefaultMaxNetworks)
-	def(&c.MaxNeighbors, DefaultMaxNeighbors)
+	def(&c.MaxHosts, DefaultMaxHosts)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -61,8 +63,13 @@ type Dataplane struct {
 	reference referenceObjects
 	pass      passObjects
 
+	cfg   Config
 	mu    sync.Mutex
 	links map[attachKey]link.Link
+
+	// state mirrors what was programmed, to hand out slots and to keep an endpoint's bouncer
+	// entry when it is also hosted here. Guarded by its own lock.
+	state *shadow
 }
 
 // ErrClosed is returned by operations on a closed Dataplane.
@@ -76,19 +83,19 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("load transit spec: %w", err)
 	}
 	sizes := map[string]uint32{
-		"bouncer_endpoints": cfg.MaxBouncerEndpoints,
-		"local_endpoints":   cfg.MaxLocalEndpoints,
-		"ports":             cfg.MaxLocalEndpoints,
-		"learned":           cfg.MaxLearned,
-		"networks":          cfg.MaxNetworks,
-		"bouncers":          cfg.MaxNetworks,
-		"vpcs":              cfg.MaxNetworks,
-		"neighbors":         cfg.MaxNeighbors,
+		"endpoints":    cfg.MaxEndpoints,
+		"ports":        cfg.MaxIfindex,
+		"learned":      cfg.MaxLearned,
+		"networks":     cfg.MaxNetworks,
+		"bouncer_sets": cfg.MaxNetworks,
+		"vpcs":         cfg.MaxNetworks,
+		"hosts":        cfg.MaxHosts,
+		"host_slots":   cfg.MaxHosts,
 	}
 	if err := resize(spec, sizes); err != nil {
 		return nil, fmt.Errorf("transit: %w", err)
 	}
-	d := &Dataplane{log: cfg.Logger, links: map[attachKey]link.Link{}}
+	d := &Dataplane{log: cfg.Logger, cfg: cfg, links: map[attachKey]link.Link{}, state: newShadow()}
 	if err := spec.LoadAndAssign(&d.transit, nil); err != nil {
 		return nil, fmt.Errorf("load transit: %w", verifierError(err))
 	}
@@ -140,16 +147,16 @@ func resize(spec *ebpf.CollectionSpec, sizes map[string]uint32) error {
 
 func (d *Dataplane) transitMap(name string) (*ebpf.Map, error) {
 	m := map[string]*ebpf.Map{
-		"bouncer_endpoints": d.transit.BouncerEndpoints,
-		"bouncers":          d.transit.Bouncers,
-		"host_config":       d.transit.HostConfig,
-		"learned":           d.transit.Learned,
-		"local_endpoints":   d.transit.LocalEndpoints,
-		"neighbors":         d.transit.Neighbors,
-		"networks":          d.transit.Networks,
-		"ports":             d.transit.Ports,
-		"stats":             d.transit.Stats,
-		"vpcs":              d.transit.Vpcs,
+		"endpoints":    d.transit.Endpoints,
+		"bouncer_sets": d.transit.BouncerSets,
+		"host_config":  d.transit.HostConfig,
+		"learned":      d.transit.Learned,
+		"hosts":        d.transit.Hosts,
+		"host_slots":   d.transit.HostSlots,
+		"networks":     d.transit.Networks,
+		"ports":        d.transit.Ports,
+		"stats":        d.transit.Stats,
+		"vpcs":         d.transit.Vpcs,
 	}[name]
 	if m == nil {
 		return nil, fmt.Errorf("agent uses map %q that transit does not define", name)

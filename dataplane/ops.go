@@ -32,7 +32,7 @@ func (d *Dataplane) SetHost(c HostConfig) error {
 		if v.NhMac, err = mac6("default next hop", c.DefaultNextHop); err != nil {
 			return err
 		}
-		v.Flags |= hostFlagDefaultNH
+		v.Flags |= cfgFlagDefaultNH
 	}
 	if err := d.transit.HostConfig.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("set host config: %w", err)
@@ -40,158 +40,194 @@ func (d *Dataplane) SetHost(c HostConfig) error {
 	return nil
 }
 
-const hostFlagDefaultNH = 0x01 // HOST_F_DEFAULT_NH
+const (
+	cfgFlagDefaultNH = 0x01 // CFG_F_DEFAULT_NH
+	hostFlagMAC      = 0x01 // HOST_F_MAC
+	netFlagBouncer   = 0x01 // NET_F_BOUNCER
+	netFlagDivider   = 0x02 // NET_F_DIVIDER
+	roleDivider      = 0x01 // ROLE_DIVIDER
+	roleBouncer      = 0x02 // ROLE_BOUNCER
+)
 
-func endpointValues(e Endpoint) (transitEpKey, transitLocalEp, transitPort, error) {
+func (d *Dataplane) endpointValuesLocked(e Endpoint) (transitEpKey, transitEndpoint, transitPort, error) {
 	var (
 		k transitEpKey
-		l transitLocalEp
+		v transitEndpoint
 		p transitPort
 	)
 	if err := checkVNI(e.VNI); err != nil {
-		return k, l, p, fmt.Errorf("endpoint %v: %w", e.IP, err)
+		return k, v, p, fmt.Errorf("endpoint %v: %w", e.IP, err)
 	}
 	if err := checkV4("endpoint ip", e.IP); err != nil {
-		return k, l, p, err
+		return k, v, p, err
 	}
 	if !e.VPC.IsValid() || !e.VPC.Addr().Is4() || !e.VPC.Contains(e.IP) {
-		return k, l, p, fmt.Errorf("endpoint %v: vpc cidr %v does not contain it", e.IP, e.VPC)
+		return k, v, p, fmt.Errorf("endpoint %v: vpc cidr %v does not contain it", e.IP, e.VPC)
 	}
-	if e.Ifindex <= 0 {
-		return k, l, p, fmt.Errorf("endpoint %v: ifindex %d must be positive", e.IP, e.Ifindex)
+	if e.Ifindex <= 0 || uint32(e.Ifindex) >= d.cfg.MaxIfindex {
+		return k, v, p, fmt.Errorf("endpoint %v: ifindex %d out of range 1..%d (Config.MaxIfindex)", e.IP, e.Ifindex, d.cfg.MaxIfindex-1)
 	}
 	mac, err := mac6("endpoint mac", e.MAC)
 	if err != nil {
-		return k, l, p, err
+		return k, v, p, err
+	}
+	slot, err := d.netSlotLocked(e.VNI, e.NetID)
+	if err != nil {
+		return k, v, p, fmt.Errorf("endpoint %v: %w", e.IP, err)
 	}
 	k = transitEpKey{Vni: e.VNI, Ip: be32(e.IP)}
-	l = transitLocalEp{Ifindex: uint32(e.Ifindex), Mac: mac}
+	v = transitEndpoint{Ifindex: uint32(e.Ifindex), Mac: mac}
 	p = transitPort{
 		Vni:       e.VNI,
 		Ip:        be32(e.IP),
-		NetId:     e.NetID,
+		NetSlot:   slot,
 		VpcPrefix: be32(e.VPC.Masked().Addr()),
 		VpcMask:   be32(prefixMask(e.VPC.Bits())),
 		Mac:       mac,
 	}
-	return k, l, p, nil
+	return k, v, p, nil
 }
 
 func prefixMask(bits int) netip.Addr {
-	m := net.CIDRMask(bits, 32)
-	return netip.AddrFrom4([4]byte(m))
+	return netip.AddrFrom4([4]byte(net.CIDRMask(bits, 32)))
 }
 
 // UpsertEndpoint programs an endpoint hosted here: transit delivers to it, the agent on its
 // veth knows its addresses.
 func (d *Dataplane) UpsertEndpoint(e Endpoint) error {
-	k, l, p, err := endpointValues(e)
-	if err != nil {
-		return err
-	}
-	ifindex := uint32(e.Ifindex)
-	if err := d.transit.Ports.Put(ifindex, &p); err != nil {
-		return fmt.Errorf("upsert endpoint %v port: %w", e.IP, err)
-	}
-	if err := d.transit.LocalEndpoints.Put(&k, &l); err != nil {
-		return fmt.Errorf("upsert endpoint %v: %w", e.IP, err)
-	}
-	return nil
+	return d.UpsertEndpoints(e)
 }
 
-// UpsertEndpoints is the batched UpsertEndpoint for bulk provisioning.
-func (d *Dataplane) UpsertEndpoints(eps []Endpoint) error {
+// UpsertEndpoints programs endpoints hosted here, in one batch per map.
+func (d *Dataplane) UpsertEndpoints(eps ...Endpoint) error {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
 	keys := make([]transitEpKey, len(eps))
-	locals := make([]transitLocalEp, len(eps))
+	vals := make([]transitEndpoint, len(eps))
 	ifs := make([]uint32, len(eps))
 	ports := make([]transitPort, len(eps))
 	for i, e := range eps {
 		var err error
-		if keys[i], locals[i], ports[i], err = endpointValues(e); err != nil {
+		if keys[i], vals[i], ports[i], err = d.endpointValuesLocked(e); err != nil {
 			return err
 		}
 		ifs[i] = uint32(e.Ifindex)
 	}
-	if _, err := d.transit.Ports.BatchUpdate(ifs, ports, nil); err != nil {
+	if err := batchPut(d.transit.Ports, ifs, ports); err != nil {
 		return fmt.Errorf("upsert %d endpoint ports: %w", len(eps), err)
 	}
-	if _, err := d.transit.LocalEndpoints.BatchUpdate(keys, locals, nil); err != nil {
+	if err := batchPut(d.transit.Endpoints, keys, vals); err != nil {
 		return fmt.Errorf("upsert %d endpoints: %w", len(eps), err)
 	}
+	for _, e := range eps {
+		d.state.locals[epRef{e.VNI, e.IP}] = e
+	}
 	return nil
 }
 
-// DeleteEndpoint removes an endpoint hosted here and forgets its veth.
+// batchPut writes one entry with Put and more with one BatchUpdate syscall.
+func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	switch len(keys) {
+	case 0:
+		return nil
+	case 1:
+		return m.Put(&keys[0], &vals[0])
+	}
+	_, err := m.BatchUpdate(keys, vals, nil)
+	return err
+}
+
+// DeleteEndpoint removes an endpoint hosted here and forgets its veth. If this host is also a
+// bouncer of the endpoint's network and still has an entry for it, that entry takes its place.
 func (d *Dataplane) DeleteEndpoint(vni uint32, ip netip.Addr) error {
-	if err := checkV4("endpoint ip", ip); err != nil {
-		return err
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	ref := epRef{vni, ip}
+	e, ok := d.state.locals[ref]
+	if !ok {
+		return fmt.Errorf("delete endpoint %v in vni %d: %w", ip, vni, ebpf.ErrKeyNotExist)
 	}
 	k := transitEpKey{Vni: vni, Ip: be32(ip)}
-	var l transitLocalEp
-	if err := d.transit.LocalEndpoints.Lookup(&k, &l); err != nil {
+	if host, ok := d.state.bounced[ref]; ok {
+		slot, err := d.hostSlotLocked(host)
+		if err != nil {
+			return err
+		}
+		if err := d.transit.Endpoints.Put(&k, &transitEndpoint{HostSlot: slot}); err != nil {
+			return fmt.Errorf("delete endpoint %v in vni %d: %w", ip, vni, err)
+		}
+	} else if err := d.transit.Endpoints.Delete(&k); err != nil {
 		return fmt.Errorf("delete endpoint %v in vni %d: %w", ip, vni, err)
 	}
-	if err := d.transit.LocalEndpoints.Delete(&k); err != nil {
-		return fmt.Errorf("delete endpoint %v in vni %d: %w", ip, vni, err)
-	}
-	if err := d.transit.Ports.Delete(l.Ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := d.transit.Ports.Put(uint32(e.Ifindex), &transitPort{}); err != nil {
 		return fmt.Errorf("delete endpoint %v port: %w", ip, err)
 	}
+	delete(d.state.locals, ref)
+	d.releaseNetLocked(netRef{e.VNI, e.NetID})
 	return nil
-}
-
-func bouncerValues(e BouncerEntry) (transitEpKey, transitRemoteEp, error) {
-	if err := checkVNI(e.VNI); err != nil {
-		return transitEpKey{}, transitRemoteEp{}, fmt.Errorf("bouncer entry %v: %w", e.IP, err)
-	}
-	if err := checkV4("bouncer entry ip", e.IP); err != nil {
-		return transitEpKey{}, transitRemoteEp{}, err
-	}
-	if err := checkV4("bouncer entry host", e.Host); err != nil {
-		return transitEpKey{}, transitRemoteEp{}, err
-	}
-	return transitEpKey{Vni: e.VNI, Ip: be32(e.IP)}, transitRemoteEp{Host: be32(e.Host)}, nil
 }
 
 // UpsertBouncerEntries writes endpoint -> host entries of a bouncer, in one batch.
 func (d *Dataplane) UpsertBouncerEntries(entries ...BouncerEntry) error {
-	keys := make([]transitEpKey, len(entries))
-	vals := make([]transitRemoteEp, len(entries))
-	for i, e := range entries {
-		var err error
-		if keys[i], vals[i], err = bouncerValues(e); err != nil {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	keys := make([]transitEpKey, 0, len(entries))
+	vals := make([]transitEndpoint, 0, len(entries))
+	for _, e := range entries {
+		if err := checkVNI(e.VNI); err != nil {
+			return fmt.Errorf("bouncer entry %v: %w", e.IP, err)
+		}
+		if err := checkV4("bouncer entry ip", e.IP); err != nil {
 			return err
 		}
-	}
-	if len(entries) == 1 {
-		if err := d.transit.BouncerEndpoints.Put(&keys[0], &vals[0]); err != nil {
-			return fmt.Errorf("upsert bouncer entry %v: %w", entries[0].IP, err)
+		slot, err := d.hostSlotLocked(e.Host)
+		if err != nil {
+			return fmt.Errorf("bouncer entry %v: %w", e.IP, err)
 		}
-		return nil
+		if _, local := d.state.locals[epRef{e.VNI, e.IP}]; local {
+			continue // hosted here: the local entry already answers for it
+		}
+		keys = append(keys, transitEpKey{Vni: e.VNI, Ip: be32(e.IP)})
+		vals = append(vals, transitEndpoint{HostSlot: slot})
 	}
-	if _, err := d.transit.BouncerEndpoints.BatchUpdate(keys, vals, nil); err != nil {
+	if err := batchPut(d.transit.Endpoints, keys, vals); err != nil {
 		return fmt.Errorf("upsert %d bouncer entries: %w", len(entries), err)
+	}
+	for _, e := range entries {
+		d.state.bounced[epRef{e.VNI, e.IP}] = e.Host
 	}
 	return nil
 }
 
 // DeleteBouncerEntries removes endpoints from a bouncer's table.
 func (d *Dataplane) DeleteBouncerEntries(vni uint32, ips ...netip.Addr) error {
-	keys := make([]transitEpKey, len(ips))
-	for i, ip := range ips {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	keys := make([]transitEpKey, 0, len(ips))
+	for _, ip := range ips {
 		if err := checkV4("bouncer entry ip", ip); err != nil {
 			return err
 		}
-		keys[i] = transitEpKey{Vni: vni, Ip: be32(ip)}
-	}
-	if len(keys) == 1 {
-		if err := d.transit.BouncerEndpoints.Delete(&keys[0]); err != nil {
-			return fmt.Errorf("delete bouncer entry %v: %w", ips[0], err)
+		if _, ok := d.state.bounced[epRef{vni, ip}]; !ok {
+			return fmt.Errorf("delete bouncer entry %v in vni %d: %w", ip, vni, ebpf.ErrKeyNotExist)
 		}
-		return nil
+		if _, local := d.state.locals[epRef{vni, ip}]; !local {
+			keys = append(keys, transitEpKey{Vni: vni, Ip: be32(ip)})
+		}
 	}
-	if _, err := d.transit.BouncerEndpoints.BatchDelete(keys, nil); err != nil {
+	var err error
+	switch len(keys) {
+	case 0:
+	case 1:
+		err = d.transit.Endpoints.Delete(&keys[0])
+	default:
+		_, err = d.transit.Endpoints.BatchDelete(keys, nil)
+	}
+	if err != nil {
 		return fmt.Errorf("delete %d bouncer entries: %w", len(keys), err)
+	}
+	for _, ip := range ips {
+		delete(d.state.bounced, epRef{vni, ip})
 	}
 	return nil
 }
@@ -203,8 +239,7 @@ func netKey(vni uint32, p netip.Prefix) (transitNetKey, error) {
 	if !p.IsValid() || !p.Addr().Is4() {
 		return transitNetKey{}, fmt.Errorf("network cidr %v: not an IPv4 prefix", p)
 	}
-	var v [4]byte
-	v[0], v[1], v[2], v[3] = byte(vni>>24), byte(vni>>16), byte(vni>>8), byte(vni)
+	v := [4]byte{byte(vni >> 24), byte(vni >> 16), byte(vni >> 8), byte(vni)}
 	return transitNetKey{
 		Prefixlen: uint32(32 + p.Bits()),
 		Vni:       be32(netip.AddrFrom4(v)),
@@ -212,15 +247,21 @@ func netKey(vni uint32, p netip.Prefix) (transitNetKey, error) {
 	}, nil
 }
 
-// UpsertNetwork tells transit that a network exists and whether this host bounces for it.
-func (d *Dataplane) UpsertNetwork(n Network) error {
+func (d *Dataplane) putNetworkLocked(n Network) error {
 	k, err := netKey(n.VNI, n.CIDR)
 	if err != nil {
-		return fmt.Errorf("upsert network %v: %w", n.CIDR, err)
+		return fmt.Errorf("network %v: %w", n.CIDR, err)
 	}
-	v := transitNetInfo{NetId: n.NetID}
+	slot, err := d.netSlotLocked(n.VNI, n.NetID)
+	if err != nil {
+		return err
+	}
+	v := transitNetInfo{NetSlot: slot}
 	if n.Bouncer {
-		v.Bouncer = 1
+		v.Flags |= netFlagBouncer
+	}
+	if d.state.divides[n.VNI] {
+		v.Flags |= netFlagDivider
 	}
 	if err := d.transit.Networks.Put(&k, &v); err != nil {
 		return fmt.Errorf("upsert network %v in vni %d: %w", n.CIDR, n.VNI, err)
@@ -228,15 +269,39 @@ func (d *Dataplane) UpsertNetwork(n Network) error {
 	return nil
 }
 
+// UpsertNetwork tells transit that a network exists and whether this host bounces for it.
+func (d *Dataplane) UpsertNetwork(n Network) error {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	ref := netRef{n.VNI, n.NetID}
+	if old, ok := d.state.networks[ref]; ok && old.CIDR != n.CIDR {
+		return fmt.Errorf("upsert network %d of vni %d: cidr %v differs from %v; delete it first", n.NetID, n.VNI, n.CIDR, old.CIDR)
+	}
+	if err := d.putNetworkLocked(n); err != nil {
+		return err
+	}
+	d.state.networks[ref] = n
+	return nil
+}
+
 // DeleteNetwork forgets a network.
-func (d *Dataplane) DeleteNetwork(vni uint32, cidr netip.Prefix) error {
-	k, err := netKey(vni, cidr)
+func (d *Dataplane) DeleteNetwork(vni, netID uint32) error {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	ref := netRef{vni, netID}
+	n, ok := d.state.networks[ref]
+	if !ok {
+		return fmt.Errorf("delete network %d of vni %d: %w", netID, vni, ebpf.ErrKeyNotExist)
+	}
+	k, err := netKey(vni, n.CIDR)
 	if err != nil {
-		return fmt.Errorf("delete network %v: %w", cidr, err)
+		return err
 	}
 	if err := d.transit.Networks.Delete(&k); err != nil {
-		return fmt.Errorf("delete network %v in vni %d: %w", cidr, vni, err)
+		return fmt.Errorf("delete network %v in vni %d: %w", n.CIDR, vni, err)
 	}
+	delete(d.state.networks, ref)
+	d.releaseNetLocked(ref)
 	return nil
 }
 
@@ -247,39 +312,52 @@ func (d *Dataplane) SetBouncers(vni, netID uint32, hosts []netip.Addr) error {
 	if err := checkVNI(vni); err != nil {
 		return fmt.Errorf("set bouncers of network %d: %w", netID, err)
 	}
-	s, err := hostSet("bouncers", hosts)
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	s, err := d.hostSetLocked("bouncers", hosts)
 	if err != nil {
 		return err
 	}
-	if err := d.transit.Bouncers.Put(&transitBouncerKey{Vni: vni, NetId: netID}, &s); err != nil {
+	slot, err := d.netSlotLocked(vni, netID)
+	if err != nil {
+		return err
+	}
+	if err := d.transit.BouncerSets.Put(slot, &s); err != nil {
 		return fmt.Errorf("set bouncers of network %d in vni %d: %w", netID, vni, err)
 	}
+	d.state.bouncers[netRef{vni, netID}] = true
 	return nil
 }
 
 // DeleteBouncers removes a network's bouncer set.
 func (d *Dataplane) DeleteBouncers(vni, netID uint32) error {
-	if err := d.transit.Bouncers.Delete(&transitBouncerKey{Vni: vni, NetId: netID}); err != nil {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	ref := netRef{vni, netID}
+	slot, ok := d.state.netSlot[ref]
+	if !ok || !d.state.bouncers[ref] {
+		return fmt.Errorf("delete bouncers of network %d in vni %d: %w", netID, vni, ebpf.ErrKeyNotExist)
+	}
+	if err := d.transit.BouncerSets.Put(slot, &transitHostSet{}); err != nil {
 		return fmt.Errorf("delete bouncers of network %d in vni %d: %w", netID, vni, err)
 	}
+	delete(d.state.bouncers, ref)
+	d.releaseNetLocked(ref)
 	return nil
 }
-
-const (
-	roleDivider = 0x01 // ROLE_DIVIDER
-	roleBouncer = 0x02 // ROLE_BOUNCER
-)
 
 // UpsertVPC writes this host's roles in a VPC and the VPC's dividers.
 func (d *Dataplane) UpsertVPC(v VPC) error {
 	if err := checkVNI(v.VNI); err != nil {
 		return fmt.Errorf("upsert vpc: %w", err)
 	}
-	s, err := hostSet("dividers", v.Dividers)
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	s, err := d.hostSetLocked("dividers", v.Dividers)
 	if err != nil {
 		return err
 	}
-	info := transitVpcInfo{Count: s.Count, Dividers: s.Hosts}
+	info := transitVpcInfo{Count: s.Count, Dividers: s.Slots}
 	if v.Divider {
 		info.Roles |= roleDivider
 	}
@@ -289,38 +367,67 @@ func (d *Dataplane) UpsertVPC(v VPC) error {
 	if err := d.transit.Vpcs.Put(v.VNI, &info); err != nil {
 		return fmt.Errorf("upsert vpc %d: %w", v.VNI, err)
 	}
+	return d.setDividerLocked(v.VNI, v.Divider)
+}
+
+// setDividerLocked rewrites the VPC's network entries when the divider role changes: transit
+// reads the role from the network it matched, saving a lookup per packet.
+func (d *Dataplane) setDividerLocked(vni uint32, divider bool) error {
+	if d.state.divides[vni] == divider {
+		return nil
+	}
+	if divider {
+		d.state.divides[vni] = true
+	} else {
+		delete(d.state.divides, vni)
+	}
+	for ref, n := range d.state.networks {
+		if ref.vni == vni {
+			if err := d.putNetworkLocked(n); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
 // DeleteVPC forgets a VPC.
 func (d *Dataplane) DeleteVPC(vni uint32) error {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
 	if err := d.transit.Vpcs.Delete(vni); err != nil {
 		return fmt.Errorf("delete vpc %d: %w", vni, err)
 	}
-	return nil
+	return d.setDividerLocked(vni, false)
 }
 
 // UpsertNeighbor sets the underlay next-hop MAC for a substrate address.
 func (d *Dataplane) UpsertNeighbor(host netip.Addr, mac net.HardwareAddr) error {
-	if err := checkV4("neighbor", host); err != nil {
-		return err
-	}
 	m, err := mac6("neighbor mac", mac)
 	if err != nil {
 		return err
 	}
-	if err := d.transit.Neighbors.Put(be32(host), &transitNeighbor{Mac: m}); err != nil {
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	slot, err := d.hostSlotLocked(host)
+	if err != nil {
+		return fmt.Errorf("upsert neighbor: %w", err)
+	}
+	if err := d.transit.Hosts.Put(slot, &transitHost{Ip: be32(host), Mac: m, Flags: hostFlagMAC}); err != nil {
 		return fmt.Errorf("upsert neighbor %v: %w", host, err)
 	}
 	return nil
 }
 
-// DeleteNeighbor removes a next hop.
+// DeleteNeighbor forgets a next hop: the host is reached through the default next hop, if any.
 func (d *Dataplane) DeleteNeighbor(host netip.Addr) error {
-	if err := checkV4("neighbor", host); err != nil {
-		return err
+	d.state.mu.Lock()
+	defer d.state.mu.Unlock()
+	slot, ok := d.state.hostSlot[host]
+	if !ok {
+		return fmt.Errorf("delete neighbor %v: %w", host, ebpf.ErrKeyNotExist)
 	}
-	if err := d.transit.Neighbors.Delete(be32(host)); err != nil {
+	if err := d.transit.Hosts.Put(slot, &transitHost{Ip: be32(host)}); err != nil {
 		return fmt.Errorf("delete neighbor %v: %w", host, err)
 	}
 	return nil
@@ -328,11 +435,11 @@ func (d *Dataplane) DeleteNeighbor(host netip.Addr) error {
 
 // Learned returns the host the direct path learned for (vni, ip), if any.
 func (d *Dataplane) Learned(vni uint32, ip netip.Addr) (netip.Addr, bool) {
-	var v transitRemoteEp
+	var v transitLearnedHost
 	if err := d.transit.Learned.Lookup(&transitEpKey{Vni: vni, Ip: be32(ip)}, &v); err != nil {
 		return netip.Addr{}, false
 	}
-	return addrFromBE32(v.Host), true
+	return addrFromBE32(v.Ip), true
 }
 
 // ForgetLearned drops a direct-path entry.

@@ -62,7 +62,7 @@ func TestRealTraffic(t *testing.T) {
 		must(testbed.SetMaster(fabric, pair.B.Name, "br0"))
 		ip := netip.AddrFrom4([4]byte{192, 168, 77, byte(i + 1)})
 		must(testbed.AddAddr(ns, "eth0", netip.PrefixFrom(ip, 24)))
-		dp, err := dataplane.New(dataplane.Config{MaxBouncerEndpoints: 1024, Logger: log})
+		dp, err := dataplane.New(dataplane.Config{MaxEndpoints: 1024, Logger: log})
 		must(err)
 		t.Cleanup(func() { dp.Close() })
 		must(dp.SetHost(dataplane.HostConfig{IP: ip, MAC: pair.A.MAC, Ifindex: pair.A.Index, MTU: underMTU, GatewayMAC: gwMAC}))

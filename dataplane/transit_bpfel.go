@@ -13,16 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type transitBouncerKey struct {
-	_     structs.HostLayout
-	Vni   uint32
-	NetId uint32
+type transitEndpoint struct {
+	_        structs.HostLayout
+	Ifindex  uint32
+	HostSlot uint32
+	Mac      [6]uint8
+	Pad      uint16
 }
 
 type transitEpKey struct {
 	_   structs.HostLayout
 	Vni uint32
 	Ip  uint32
+}
+
+type transitHost struct {
+	_     structs.HostLayout
+	Ip    uint32
+	Mac   [6]uint8
+	Flags uint8
+	Pad   uint8
 }
 
 type transitHostCfg struct {
@@ -40,26 +50,21 @@ type transitHostCfg struct {
 type transitHostSet struct {
 	_     structs.HostLayout
 	Count uint32
-	Hosts [16]uint32
+	Slots [16]uint32
 }
 
-type transitLocalEp struct {
-	_       structs.HostLayout
-	Ifindex uint32
-	Mac     [6]uint8
-	Pad     uint16
-}
-
-type transitNeighbor struct {
-	_   structs.HostLayout
-	Mac [6]uint8
-	Pad uint16
+type transitLearnedHost struct {
+	_        structs.HostLayout
+	Ip       uint32
+	Slot     uint32
+	Announce uint32
+	Pad      uint32
 }
 
 type transitNetInfo struct {
 	_       structs.HostLayout
-	NetId   uint32
-	Bouncer uint32
+	NetSlot uint32
+	Flags   uint32
 }
 
 type transitNetKey struct {
@@ -73,7 +78,7 @@ type transitPort struct {
 	_         structs.HostLayout
 	Vni       uint32
 	Ip        uint32
-	NetId     uint32
+	NetSlot   uint32
 	VpcPrefix uint32
 	VpcMask   uint32
 	Mac       [6]uint8
@@ -110,11 +115,6 @@ const (
 	transitReasonR_MAX             transitReason = 24
 )
 
-type transitRemoteEp struct {
-	_    structs.HostLayout
-	Host uint32
-}
-
 type transitVpcInfo struct {
 	_        structs.HostLayout
 	Roles    uint32
@@ -126,17 +126,17 @@ type transitVpcInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	transitMapBouncerEndpoints = "bouncer_endpoints"
-	transitMapBouncers         = "bouncers"
-	transitMapHostConfig       = "host_config"
-	transitMapLearned          = "learned"
-	transitMapLocalEndpoints   = "local_endpoints"
-	transitMapNeighbors        = "neighbors"
-	transitMapNetworks         = "networks"
-	transitMapPorts            = "ports"
-	transitMapStats            = "stats"
-	transitMapVpcs             = "vpcs"
-	transitProgTransit         = "transit"
+	transitMapBouncerSets = "bouncer_sets"
+	transitMapEndpoints   = "endpoints"
+	transitMapHostConfig  = "host_config"
+	transitMapHostSlots   = "host_slots"
+	transitMapHosts       = "hosts"
+	transitMapLearned     = "learned"
+	transitMapNetworks    = "networks"
+	transitMapPorts       = "ports"
+	transitMapStats       = "stats"
+	transitMapVpcs        = "vpcs"
+	transitProgTransit    = "transit"
 )
 
 // loadTransit returns the embedded CollectionSpec for transit.
@@ -188,16 +188,16 @@ type transitProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type transitMapSpecs struct {
-	BouncerEndpoints *ebpf.MapSpec `ebpf:"bouncer_endpoints"`
-	Bouncers         *ebpf.MapSpec `ebpf:"bouncers"`
-	HostConfig       *ebpf.MapSpec `ebpf:"host_config"`
-	Learned          *ebpf.MapSpec `ebpf:"learned"`
-	LocalEndpoints   *ebpf.MapSpec `ebpf:"local_endpoints"`
-	Neighbors        *ebpf.MapSpec `ebpf:"neighbors"`
-	Networks         *ebpf.MapSpec `ebpf:"networks"`
-	Ports            *ebpf.MapSpec `ebpf:"ports"`
-	Stats            *ebpf.MapSpec `ebpf:"stats"`
-	Vpcs             *ebpf.MapSpec `ebpf:"vpcs"`
+	BouncerSets *ebpf.MapSpec `ebpf:"bouncer_sets"`
+	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
+	HostConfig  *ebpf.MapSpec `ebpf:"host_config"`
+	HostSlots   *ebpf.MapSpec `ebpf:"host_slots"`
+	Hosts       *ebpf.MapSpec `ebpf:"hosts"`
+	Learned     *ebpf.MapSpec `ebpf:"learned"`
+	Networks    *ebpf.MapSpec `ebpf:"networks"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Vpcs        *ebpf.MapSpec `ebpf:"vpcs"`
 }
 
 // transitVariableSpecs contains global variables before they are loaded into the kernel.
@@ -226,26 +226,26 @@ func (o *transitObjects) Close() error {
 //
 // It can be passed to loadTransitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type transitMaps struct {
-	BouncerEndpoints *ebpf.Map `ebpf:"bouncer_endpoints"`
-	Bouncers         *ebpf.Map `ebpf:"bouncers"`
-	HostConfig       *ebpf.Map `ebpf:"host_config"`
-	Learned          *ebpf.Map `ebpf:"learned"`
-	LocalEndpoints   *ebpf.Map `ebpf:"local_endpoints"`
-	Neighbors        *ebpf.Map `ebpf:"neighbors"`
-	Networks         *ebpf.Map `ebpf:"networks"`
-	Ports            *ebpf.Map `ebpf:"ports"`
-	Stats            *ebpf.Map `ebpf:"stats"`
-	Vpcs             *ebpf.Map `ebpf:"vpcs"`
+	BouncerSets *ebpf.Map `ebpf:"bouncer_sets"`
+	Endpoints   *ebpf.Map `ebpf:"endpoints"`
+	HostConfig  *ebpf.Map `ebpf:"host_config"`
+	HostSlots   *ebpf.Map `ebpf:"host_slots"`
+	Hosts       *ebpf.Map `ebpf:"hosts"`
+	Learned     *ebpf.Map `ebpf:"learned"`
+	Networks    *ebpf.Map `ebpf:"networks"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Vpcs        *ebpf.Map `ebpf:"vpcs"`
 }
 
 func (m *transitMaps) Close() error {
 	return _TransitClose(
-		m.BouncerEndpoints,
-		m.Bouncers,
+		m.BouncerSets,
+		m.Endpoints,
 		m.HostConfig,
+		m.HostSlots,
+		m.Hosts,
 		m.Learned,
-		m.LocalEndpoints,
-		m.Neighbors,
 		m.Networks,
 		m.Ports,
 		m.Stats,

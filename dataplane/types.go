@@ -36,7 +36,7 @@ type BouncerEntry struct {
 	Host netip.Addr // substrate IPv4 of the endpoint's host
 }
 
-// Network tells the host a network of a VPC exists.
+// Network tells the host a network of a VPC exists. NetID names it within its VPC.
 type Network struct {
 	VNI   uint32
 	NetID uint32
@@ -94,17 +94,3 @@ func mac6(field string, m net.HardwareAddr) ([6]uint8, error) {
 	return out, nil
 }
 
-func hostSet(field string, addrs []netip.Addr) (transitHostSet, error) {
-	var s transitHostSet
-	if len(addrs) > maxHosts {
-		return s, fmt.Errorf("%s: %d hosts, at most %d", field, len(addrs), maxHosts)
-	}
-	for i, a := range addrs {
-		if err := checkV4(field, a); err != nil {
-			return s, err
-		}
-		s.Hosts[i] = be32(a)
-	}
-	s.Count = uint32(len(addrs))
-	return s, nil
-}

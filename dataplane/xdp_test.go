@@ -28,7 +28,7 @@ const loIfindex = 1
 func newDP(t testing.TB) *Dataplane {
 	t.Helper()
 	requireRoot(t)
-	d, err := New(Config{MaxBouncerEndpoints: 4096, MaxLearned: 4096})
+	d, err := New(Config{})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -52,6 +52,11 @@ func withEndpoint(t testing.TB, d *Dataplane) {
 // withPort makes lo the agent's port for ep1.
 func withPort(t testing.TB, d *Dataplane) {
 	must(t, d.UpsertEndpoint(Endpoint{VNI: vni, IP: ep1IP, MAC: ep1MAC, Ifindex: loIfindex, NetID: netAID, VPC: vpcCIDR}))
+}
+
+func endpointAndNeighbors(t testing.TB, d *Dataplane) {
+	withEndpoint(t, d)
+	withNeighbors(t, d)
 }
 
 func withNeighbors(t testing.TB, d *Dataplane) {
@@ -199,8 +204,8 @@ func TestTransit(t *testing.T) {
 
 	runFixtures(t, []fixture{
 		{
-			name: "local delivery decapsulates, sets MACs, learns the sender",
-			prog: Transit, setup: withEndpoint, in: geneveIn(nil, nil), want: xdpRedirect,
+			name: "local delivery decapsulates, sets MACs, learns the sender from a bounced packet",
+			prog: Transit, setup: endpointAndNeighbors, in: geneveIn(viaBouncer, nil), want: xdpRedirect,
 			counters: map[Reason]uint64{ReasonDelivered: 1, ReasonLearned: 1},
 			check: func(t *testing.T, d *Dataplane, in, out []byte) {
 				f := defaultFlow()
@@ -221,12 +226,36 @@ func TestTransit(t *testing.T) {
 		},
 		{
 			name: "local delivery accepts unknown non-critical options before ours",
-			prog: Transit, setup: withEndpoint, want: xdpRedirect,
+			prog: Transit, setup: endpointAndNeighbors, want: xdpRedirect,
 			in: geneveIn(func(o *outer) {
+				viaBouncer(o)
 				unknown := []byte{0x01, 0x02, 0x33, 0x01, 0xde, 0xad, 0xbe, 0xef}
 				o.options = append(unknown, o.options...)
 			}, nil),
 			counters: map[Reason]uint64{ReasonDelivered: 1, ReasonLearned: 1},
+		},
+		{
+			name: "a packet straight from its sender that asks to be learned is learned",
+			prog: Transit, setup: endpointAndNeighbors, want: xdpRedirect,
+			in:       geneveIn(func(o *outer) { o.options = mizarOption(h2IP, 0x02) }, nil),
+			counters: map[Reason]uint64{ReasonDelivered: 1, ReasonLearned: 1},
+		},
+		{
+			name: "a sender this host cannot reach directly is not learned",
+			prog: Transit, setup: withEndpoint, want: xdpRedirect,
+			in:       geneveIn(viaBouncer, nil),
+			counters: map[Reason]uint64{ReasonDelivered: 1},
+		},
+		{
+			name: "a packet straight from its sender that does not ask costs no learning",
+			prog: Transit, setup: withEndpoint, want: xdpRedirect,
+			in:       geneveIn(nil, nil),
+			counters: map[Reason]uint64{ReasonDelivered: 1},
+			check: func(t *testing.T, d *Dataplane, in, out []byte) {
+				if _, ok := d.Learned(vni, ep2IP); ok {
+					t.Errorf("learned from a packet that did not ask")
+				}
+			},
 		},
 		{
 			name: "local delivery without our option learns nothing",
@@ -586,7 +615,12 @@ func TestAgent(t *testing.T) {
 			},
 			in:       fromEp1(nil),
 			counters: map[Reason]uint64{ReasonDirectHit: 1, ReasonDelivered: 1, ReasonLearned: 1},
-			check:    wantEncap(h3IP, h3MAC),
+			check: func(t *testing.T, d *Dataplane, in, out []byte) {
+				wantEncap(h3IP, h3MAC)(t, d, in, out)
+				if out[62-4]&0x02 == 0 {
+					t.Errorf("first direct packet does not ask the receiver to learn: flags %#x", out[62-4])
+				}
+			},
 		},
 		{
 			name: "on the bouncer's own host: answers from its own table",
@@ -659,7 +693,8 @@ func learn(t testing.TB, d *Dataplane, ip, host netip.Addr) {
 	t.Helper()
 	must(t, d.UpsertEndpoint(Endpoint{VNI: vni, IP: ep4IP, MAC: ep4MAC, Ifindex: ep4If, NetID: netAID, VPC: vpcCIDR}))
 	o := defaultOuter()
-	o.src, o.options = host, mizarOption(host, 0)
+	viaBouncer(&o)
+	o.options = mizarOption(host, 0)
 	f := defaultFlow()
 	f.src, f.dst = ip, ep4IP
 	got, _, _, err := testRun(d.transit.Transit, o.wrap(t, f.frame(t)), 0)
@@ -669,6 +704,9 @@ func learn(t testing.TB, d *Dataplane, ip, host netip.Addr) {
 	}
 	must(t, d.DeleteEndpoint(vni, ep4IP))
 }
+
+// viaBouncer makes the outer header one a bouncer sent on: the option still names h2.
+func viaBouncer(o *outer) { o.src, o.srcMAC = b1IP, b1MAC }
 
 func TestFlowEntropy(t *testing.T) {
 	d := newDP(t)
