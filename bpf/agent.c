@@ -51,10 +51,10 @@ int agent(struct xdp_md *ctx)
 	struct endpoint *ep;
 	struct learned_host *lh;
 	struct host_set *set;
-	struct host *h;
+	struct hop *h;
 	struct ep_key key;
 	enum reason r;
-	__u32 hash, slot, vni, frame_len, ns;
+	__u32 hash, vni, frame_len, ns, dst;
 	__u8 mac[6], flags = 0;
 
 	if (!cfg)
@@ -100,10 +100,10 @@ int agent(struct xdp_md *ctx)
 
 	if (ep) {
 		/* We bounce for its network: we know its host, no need to ask ourselves. */
-		slot = ep->host_slot;
+		h = &ep->host;
 		r = R_ENCAP_BOUNCER;
 	} else if ((lh = bpf_map_lookup_elem(&learned, &key))) {
-		slot = lh->slot;
+		h = &lh->host;
 		r = R_DIRECT_HIT;
 		/* The receiver may not know us yet (we learned it from a packet it sent through a
 		 * bouncer): ask it to learn, on the first packets and now and then after. */
@@ -118,31 +118,30 @@ int agent(struct xdp_md *ctx)
 		set = bpf_map_lookup_elem(&bouncer_sets, &ns);
 		if (!set)
 			return verdict(R_NO_BOUNCER, XDP_DROP);
-		slot = pick(set->slots, set->count, hash);
-		if (slot == 0)
+		h = pick(set, hash);
+		if (!h)
 			return verdict(R_NO_BOUNCER, XDP_DROP);
 		r = R_ENCAP_BOUNCER;
 	}
-	h = next_hop(cfg, slot, mac);
-	if (!h)
-		return verdict(R_NO_NEIGHBOR, XDP_DROP);
 	if (h->ip == cfg->ip) {
 		/* We are the bouncer and do not know it: another network's, the dividers know. */
 		struct vpc_info *vpc = bpf_map_lookup_elem(&vpcs, &vni);
 
-		slot = vpc ? pick(vpc->dividers, vpc->count, hash) : 0;
-		h = slot ? next_hop(cfg, slot, mac) : NULL;
+		h = vpc ? pick(&vpc->dividers, hash) : NULL;
 		if (!h || h->ip == cfg->ip)
 			return verdict(R_UNKNOWN_DEST, XDP_DROP);
 	}
+	if (next_hop(cfg, h, mac))
+		return verdict(R_NO_NEIGHBOR, XDP_DROP);
 
+	dst = h->ip; /* h points into a map value; read it before the packet moves */
 	if (bpf_xdp_adjust_head(ctx, -(int)ENCAP_LEN))
 		return verdict(R_MALFORMED, XDP_DROP);
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ENCAP_LEN > data_end)
 		return verdict(R_MALFORMED, XDP_DROP);
-	write_encap(data, cfg, mac, h->ip, vni, hash, frame_len, flags);
+	write_encap(data, cfg, mac, dst, vni, hash, frame_len, flags);
 	if (bpf_redirect(cfg->ifindex, 0) != XDP_REDIRECT)
 		return verdict(R_REDIRECT_FAILED, XDP_DROP);
 	return verdict(r, XDP_REDIRECT);

@@ -159,15 +159,15 @@ static __always_inline __u32 flow_hash(struct iphdr *iph, void *data_end)
 /* One of a set of hosts, chosen by flow hash. The mask only convinces the verifier: count is at
  * most MAX_BOUNCERS, a power of two, so hash % count is already below it; the empty asm keeps
  * clang from proving that and dropping the mask. */
-static __always_inline __u32 pick(__u32 *slots, __u32 count, __u32 hash)
+static __always_inline struct hop *pick(struct host_set *set, __u32 hash)
 {
-	__u32 i;
+	__u32 count = set->count, i;
 
 	if (count == 0 || count > MAX_BOUNCERS)
-		return 0;
+		return NULL;
 	i = hash % count;
 	asm volatile("" : "+r"(i));
-	return slots[i & (MAX_BOUNCERS - 1)];
+	return &set->hosts[i & (MAX_BOUNCERS - 1)];
 }
 
 static __always_inline __u32 vni_of(struct genevehdr *gh)
@@ -175,23 +175,21 @@ static __always_inline __u32 vni_of(struct genevehdr *gh)
 	return ((__u32)gh->vni[0] << 16) | ((__u32)gh->vni[1] << 8) | gh->vni[2];
 }
 
-/* A host slot -> the host and the underlay MAC toward it: its own when known, else the
- * default next hop of a routed underlay. NULL when neither. */
-static __always_inline struct host *next_hop(struct host_cfg *cfg, __u32 slot, __u8 *mac)
+/* The underlay MAC toward a hop: its own when known, else the default next hop of a routed
+ * underlay. -1 when neither, or for an empty hop. */
+static __always_inline int next_hop(struct host_cfg *cfg, const struct hop *h, __u8 *mac)
 {
-	struct host *h = bpf_map_lookup_elem(&hosts, &slot);
-
-	if (!h || h->ip == 0)
-		return NULL;
-	if (h->flags & HOST_F_MAC) {
+	if (h->ip == 0)
+		return -1;
+	if (h->flags & HOP_F_MAC) {
 		mac_copy(mac, h->mac);
-		return h;
+		return 0;
 	}
 	if (cfg->flags & CFG_F_DEFAULT_NH) {
 		mac_copy(mac, cfg->nh_mac);
-		return h;
+		return 0;
 	}
-	return NULL;
+	return -1;
 }
 
 /* Writes the outer Ethernet, IPv4, UDP, Geneve and option headers at data. inner_len is the

@@ -33,7 +33,7 @@ struct {
 	__type(value, struct port);
 } ports SEC(".maps");
 
-/* Networks this host knows: (VNI, CIDR) -> network. Dividers hold all of their VPC's, bouncers
+/* Networks this host knows: (VNI, CIDR) -> network and its bouncers. Dividers hold all of their VPC's, bouncers
  * their own, hosts those of their endpoints (to heal stale direct paths). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -43,7 +43,8 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } networks SEC(".maps");
 
-/* Network slot -> the network's bouncers. Slots are given out by the Go side. */
+/* Network slot -> the network's bouncers, for the agent (its port names the slot). Slots are
+ * given out by the Go side. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 16384);
@@ -60,24 +61,16 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vpcs SEC(".maps");
 
-/* Host slot -> substrate IPv4 and underlay next-hop MAC, filled by Go: XDP cannot start ARP
- * resolution, so a map keeps forwarding deterministic and independent of the kernel's neighbor
- * cache. Slot 0 is never used. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct host);
-} hosts SEC(".maps");
-
-/* Substrate IPv4 -> host slot: only for learning, which knows a host by the IP in our option. */
+/* Substrate IPv4 -> the host as a hop, filled by Go: XDP cannot start ARP resolution, so a map
+ * keeps forwarding deterministic and independent of the kernel's neighbor cache. Read only when
+ * learning, which knows a host by the address in our option. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct hop);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} host_slots SEC(".maps");
+} neighbors SEC(".maps");
 
 /* Direct path: (VNI, inner source) -> the host that sent it, learned by transit, used by the
  * agent. LRU: a forgotten entry only costs a detour through the bouncer. */

@@ -20,20 +20,20 @@ struct parsed {
 };
 
 /* Rewrites the outer header toward target and sends the packet back out of the substrate. */
-static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, __u32 slot,
+static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, struct hop *h,
 				   __u8 set_flags, enum reason r)
 {
 	struct iphdr *iph = p->iph;
 	struct udphdr *udp = p->udp;
-	struct host *h;
 	__u8 mac[6];
 	__be16 old_ttl, new_ttl;
 	__u32 target;
 
+	if (!h)
+		return verdict(R_NO_BOUNCER, XDP_DROP);
 	if (iph->ttl <= 1)
 		return verdict(R_TTL_EXPIRED, XDP_DROP);
-	h = next_hop(cfg, slot, mac);
-	if (!h)
+	if (next_hop(cfg, h, mac))
 		return verdict(R_NO_NEIGHBOR, XDP_DROP);
 	target = h->ip;
 	if (target == cfg->ip)
@@ -80,7 +80,8 @@ static __always_inline void learn(struct host_cfg *cfg, struct parsed *p)
 {
 	struct ep_key k;
 	struct learned_host *cur, v = {};
-	__u32 host, *slot;
+	struct hop *hop;
+	__u32 host;
 
 	if (!p->opt)
 		return;
@@ -92,13 +93,12 @@ static __always_inline void learn(struct host_cfg *cfg, struct parsed *p)
 	k.vni = p->vni;
 	k.ip = p->inner->saddr;
 	cur = bpf_map_lookup_elem(&learned, &k);
-	if (cur && cur->ip == host)
+	if (cur && cur->host.ip == host)
 		return;
-	slot = bpf_map_lookup_elem(&host_slots, &host);
-	if (!slot)
+	hop = bpf_map_lookup_elem(&neighbors, &host);
+	if (!hop)
 		return; /* a host we cannot reach directly: keep using the bouncer */
-	v.ip = host;
-	v.slot = *slot;
+	v.host = *hop;
 	v.announce = LEARN_ANNOUNCE;
 	bpf_map_update_elem(&learned, &k, &v, BPF_ANY);
 	count(R_LEARNED);
@@ -234,9 +234,8 @@ int transit(struct xdp_md *ctx)
 	struct endpoint *ep;
 	struct net_info *net;
 	struct vpc_info *vpc;
-	struct host_set *set;
 	struct net_key nk;
-	__u32 hash, slot;
+	__u32 hash;
 	int r;
 
 	if (!cfg || cfg->ip == 0)
@@ -253,7 +252,7 @@ int transit(struct xdp_md *ctx)
 	if (ep) {
 		if (ep->ifindex)
 			return deliver(ctx, cfg, &p, ep);
-		return forward(cfg, &p, ep->host_slot, 0, R_BOUNCED);
+		return forward(cfg, &p, &ep->host, 0, R_BOUNCED);
 	}
 
 	hash = flow_hash(p.inner, (void *)(long)ctx->data_end);
@@ -262,22 +261,17 @@ int transit(struct xdp_md *ctx)
 	nk.ip = p.inner->daddr;
 	net = bpf_map_lookup_elem(&networks, &nk);
 	if (net) {
-		__u32 ns = net->net_slot;
+		struct hop *h;
 
 		/* Our own network and the table does not have it: nobody has it. */
 		if (net->flags & NET_F_BOUNCER)
 			return verdict(R_UNKNOWN_DEST, XDP_DROP);
-		set = bpf_map_lookup_elem(&bouncer_sets, &ns);
-		if (!set)
-			return verdict(R_NO_BOUNCER, XDP_DROP);
-		slot = pick(set->slots, set->count, hash);
-		if (slot == 0)
-			return verdict(R_NO_BOUNCER, XDP_DROP);
+		h = pick(&net->bouncers, hash);
 		if (net->flags & NET_F_DIVIDER)
-			return forward(cfg, &p, slot, MIZAR_F_DIVIDED, R_DIVIDED);
+			return forward(cfg, &p, h, MIZAR_F_DIVIDED, R_DIVIDED);
 		/* An endpoint we no longer host, reached by a stale direct path: send it on to its
 		 * bouncer instead of dropping it. */
-		return forward(cfg, &p, slot, 0, R_REROUTED);
+		return forward(cfg, &p, h, 0, R_REROUTED);
 	}
 
 	/* A bouncer that does not know the destination: it may live in another network of the
@@ -285,9 +279,10 @@ int transit(struct xdp_md *ctx)
 	vpc = bpf_map_lookup_elem(&vpcs, &p.vni);
 	if (vpc && (vpc->roles & ROLE_BOUNCER) && !(vpc->roles & ROLE_DIVIDER) &&
 	    !(p.opt && (p.opt->flags & MIZAR_F_DIVIDED))) {
-		slot = pick(vpc->dividers, vpc->count, hash);
-		if (slot)
-			return forward(cfg, &p, slot, 0, R_TO_DIVIDER);
+		struct hop *h = pick(&vpc->dividers, hash);
+
+		if (h)
+			return forward(cfg, &p, h, 0, R_TO_DIVIDER);
 	}
 	return verdict(R_UNKNOWN_DEST, XDP_DROP);
 }

@@ -44,18 +44,31 @@ struct ep_key {
 	__u32 ip; /* network order */
 };
 
+#define HOP_F_MAC 0x01 /* mac is the next hop toward the host */
+
+/* A host of the underlay as every table that names one stores it: its address and the
+ * underlay MAC toward it, copied in so that forwarding reads no other table. (Each extra table
+ * is one more cache and TLB miss per packet.) The Go side rewrites the copies when a host's
+ * next hop changes, which is rare. Without HOP_F_MAC, a routed underlay's default next hop. */
+struct hop {
+	__u32 ip;
+	__u8 mac[6];
+	__u8 flags; /* HOP_F_* */
+	__u8 pad;
+};
+
 /* An endpoint this host knows: hosted here (ifindex set), or, on a bouncer, where it lives.
  * One table for both so that each transit packet costs one hash lookup to decide. */
 struct endpoint {
 	__u32 ifindex;   /* host side of the endpoint's veth; 0: not hosted here */
-	__u32 host_slot; /* hosts[] index of the endpoint's host (bouncer entries) */
 	__u8 mac[6];     /* the endpoint's MAC (hosted here) */
 	__u16 pad;
+	struct hop host; /* the endpoint's host (bouncer entries) */
 };
 
 /* What the agent knows of the endpoint behind one veth: ports[] is indexed by ifindex. */
 struct port {
-	__u32 vni;     /* 0: no endpoint on this ifindex */
+	__u32 vni;      /* 0: no endpoint on this ifindex */
 	__u32 ip;
 	__u32 net_slot; /* bouncer_sets[] index of the endpoint's network */
 	__u32 vpc_prefix; /* VPC CIDR, network order, for answering ARP */
@@ -71,43 +84,31 @@ struct net_key {
 	__u32 ip;
 };
 
+/* A set of hosts: a network's bouncers, a VPC's dividers. */
+struct host_set {
+	__u32 count;
+	struct hop hosts[MAX_BOUNCERS];
+};
+
 #define NET_F_BOUNCER 0x01 /* this host is a bouncer of the network */
 #define NET_F_DIVIDER 0x02 /* this host is a divider of the network's VPC */
 
+/* A network as transit matches it, with its bouncers in the value: a divider's whole decision
+ * is this one lookup. */
 struct net_info {
-	__u32 net_slot;
 	__u32 flags; /* NET_F_* */
-};
-
-/* A set of hosts (a network's bouncers, a VPC's dividers), as hosts[] slots. */
-struct host_set {
-	__u32 count;
-	__u32 slots[MAX_BOUNCERS];
+	struct host_set bouncers;
 };
 
 struct vpc_info {
 	__u32 roles;
-	__u32 count; /* dividers */
-	__u32 dividers[MAX_DIVIDERS]; /* hosts[] slots */
-};
-
-#define HOST_F_MAC 0x01 /* mac is the next hop toward this host */
-
-/* A host of the underlay. Everything that names a host holds its slot, so reaching it costs an
- * array lookup, and a changed next hop is one write whatever refers to it. */
-struct host {
-	__u32 ip;
-	__u8 mac[6];
-	__u8 flags; /* HOST_F_MAC */
-	__u8 pad;
+	struct host_set dividers;
 };
 
 /* What the direct path learned: the host an endpoint's packets came from. */
 struct learned_host {
-	__u32 ip;
-	__u32 slot;
+	struct hop host;
 	__u32 announce; /* direct packets still to send with MIZAR_F_LEARN */
-	__u32 pad;
 };
 
 /* Verdict reasons, the index of the stats array. Keep in step with dataplane/counters.go. */

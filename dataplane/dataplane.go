@@ -27,7 +27,7 @@ type Config struct {
 	MaxNetworks uint32
 	// MaxHosts bounds the underlay hosts this host can reach (default 65,536).
 	MaxHosts uint32
-	Logger       *slog.Logger
+	Logger   *slog.Logger
 }
 
 const (
@@ -84,13 +84,12 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	sizes := map[string]uint32{
 		"endpoints":    cfg.MaxEndpoints,
+		"neighbors":    cfg.MaxHosts,
 		"ports":        cfg.MaxIfindex,
 		"learned":      cfg.MaxLearned,
 		"networks":     cfg.MaxNetworks,
 		"bouncer_sets": cfg.MaxNetworks,
 		"vpcs":         cfg.MaxNetworks,
-		"hosts":        cfg.MaxHosts,
-		"host_slots":   cfg.MaxHosts,
 	}
 	if err := resize(spec, sizes); err != nil {
 		return nil, fmt.Errorf("transit: %w", err)
@@ -151,8 +150,7 @@ func (d *Dataplane) transitMap(name string) (*ebpf.Map, error) {
 		"bouncer_sets": d.transit.BouncerSets,
 		"host_config":  d.transit.HostConfig,
 		"learned":      d.transit.Learned,
-		"hosts":        d.transit.Hosts,
-		"host_slots":   d.transit.HostSlots,
+		"neighbors":    d.transit.Neighbors,
 		"networks":     d.transit.Networks,
 		"ports":        d.transit.Ports,
 		"stats":        d.transit.Stats,

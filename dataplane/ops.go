@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -42,7 +43,7 @@ func (d *Dataplane) SetHost(c HostConfig) error {
 
 const (
 	cfgFlagDefaultNH = 0x01 // CFG_F_DEFAULT_NH
-	hostFlagMAC      = 0x01 // HOST_F_MAC
+	hopFlagMAC       = 0x01 // HOP_F_MAC
 	netFlagBouncer   = 0x01 // NET_F_BOUNCER
 	netFlagDivider   = 0x02 // NET_F_DIVIDER
 	roleDivider      = 0x01 // ROLE_DIVIDER
@@ -149,11 +150,7 @@ func (d *Dataplane) DeleteEndpoint(vni uint32, ip netip.Addr) error {
 	}
 	k := transitEpKey{Vni: vni, Ip: be32(ip)}
 	if host, ok := d.state.bounced[ref]; ok {
-		slot, err := d.hostSlotLocked(host)
-		if err != nil {
-			return err
-		}
-		if err := d.transit.Endpoints.Put(&k, &transitEndpoint{HostSlot: slot}); err != nil {
+		if err := d.transit.Endpoints.Put(&k, &transitEndpoint{Host: d.hopLocked(host)}); err != nil {
 			return fmt.Errorf("delete endpoint %v in vni %d: %w", ip, vni, err)
 		}
 	} else if err := d.transit.Endpoints.Delete(&k); err != nil {
@@ -180,15 +177,14 @@ func (d *Dataplane) UpsertBouncerEntries(entries ...BouncerEntry) error {
 		if err := checkV4("bouncer entry ip", e.IP); err != nil {
 			return err
 		}
-		slot, err := d.hostSlotLocked(e.Host)
-		if err != nil {
-			return fmt.Errorf("bouncer entry %v: %w", e.IP, err)
+		if err := checkV4("bouncer entry host", e.Host); err != nil {
+			return err
 		}
 		if _, local := d.state.locals[epRef{e.VNI, e.IP}]; local {
 			continue // hosted here: the local entry already answers for it
 		}
 		keys = append(keys, transitEpKey{Vni: e.VNI, Ip: be32(e.IP)})
-		vals = append(vals, transitEndpoint{HostSlot: slot})
+		vals = append(vals, transitEndpoint{Host: d.hopLocked(e.Host)})
 	}
 	if err := batchPut(d.transit.Endpoints, keys, vals); err != nil {
 		return fmt.Errorf("upsert %d bouncer entries: %w", len(entries), err)
@@ -252,15 +248,15 @@ func (d *Dataplane) putNetworkLocked(n Network) error {
 	if err != nil {
 		return fmt.Errorf("network %v: %w", n.CIDR, err)
 	}
-	slot, err := d.netSlotLocked(n.VNI, n.NetID)
+	set, err := d.hostSetLocked("bouncers", d.state.bouncers[netRef{n.VNI, n.NetID}])
 	if err != nil {
 		return err
 	}
-	v := transitNetInfo{NetSlot: slot}
+	v := transitNetInfo{Bouncers: set}
 	if n.Bouncer {
 		v.Flags |= netFlagBouncer
 	}
-	if d.state.divides[n.VNI] {
+	if d.state.vpcs[n.VNI].Divider {
 		v.Flags |= netFlagDivider
 	}
 	if err := d.transit.Networks.Put(&k, &v); err != nil {
@@ -312,20 +308,42 @@ func (d *Dataplane) SetBouncers(vni, netID uint32, hosts []netip.Addr) error {
 	if err := checkVNI(vni); err != nil {
 		return fmt.Errorf("set bouncers of network %d: %w", netID, err)
 	}
+	if len(hosts) > maxHosts {
+		return fmt.Errorf("set bouncers of network %d: %d hosts, at most %d", netID, len(hosts), maxHosts)
+	}
 	d.state.mu.Lock()
 	defer d.state.mu.Unlock()
-	s, err := d.hostSetLocked("bouncers", hosts)
+	ref := netRef{vni, netID}
+	old, had := d.state.bouncers[ref]
+	d.state.bouncers[ref] = slices.Clone(hosts)
+	if err := d.putBouncersLocked(ref); err != nil {
+		if had {
+			d.state.bouncers[ref] = old
+		} else {
+			delete(d.state.bouncers, ref)
+		}
+		return err
+	}
+	return nil
+}
+
+// putBouncersLocked writes a network's bouncer set where the agent reads it, and into the
+// network's entry where transit reads it.
+func (d *Dataplane) putBouncersLocked(ref netRef) error {
+	s, err := d.hostSetLocked("bouncers", d.state.bouncers[ref])
 	if err != nil {
 		return err
 	}
-	slot, err := d.netSlotLocked(vni, netID)
+	slot, err := d.netSlotLocked(ref.vni, ref.netID)
 	if err != nil {
 		return err
 	}
 	if err := d.transit.BouncerSets.Put(slot, &s); err != nil {
-		return fmt.Errorf("set bouncers of network %d in vni %d: %w", netID, vni, err)
+		return fmt.Errorf("set bouncers of network %d in vni %d: %w", ref.netID, ref.vni, err)
 	}
-	d.state.bouncers[netRef{vni, netID}] = true
+	if n, ok := d.state.networks[ref]; ok {
+		return d.putNetworkLocked(n)
+	}
 	return nil
 }
 
@@ -335,13 +353,18 @@ func (d *Dataplane) DeleteBouncers(vni, netID uint32) error {
 	defer d.state.mu.Unlock()
 	ref := netRef{vni, netID}
 	slot, ok := d.state.netSlot[ref]
-	if !ok || !d.state.bouncers[ref] {
+	if _, set := d.state.bouncers[ref]; !ok || !set {
 		return fmt.Errorf("delete bouncers of network %d in vni %d: %w", netID, vni, ebpf.ErrKeyNotExist)
 	}
 	if err := d.transit.BouncerSets.Put(slot, &transitHostSet{}); err != nil {
 		return fmt.Errorf("delete bouncers of network %d in vni %d: %w", netID, vni, err)
 	}
 	delete(d.state.bouncers, ref)
+	if n, ok := d.state.networks[ref]; ok {
+		if err := d.putNetworkLocked(n); err != nil {
+			return err
+		}
+	}
 	d.releaseNetLocked(ref)
 	return nil
 }
@@ -351,13 +374,30 @@ func (d *Dataplane) UpsertVPC(v VPC) error {
 	if err := checkVNI(v.VNI); err != nil {
 		return fmt.Errorf("upsert vpc: %w", err)
 	}
+	if len(v.Dividers) > maxHosts {
+		return fmt.Errorf("upsert vpc %d: %d dividers, at most %d", v.VNI, len(v.Dividers), maxHosts)
+	}
 	d.state.mu.Lock()
 	defer d.state.mu.Unlock()
+	old, had := d.state.vpcs[v.VNI]
+	v.Dividers = slices.Clone(v.Dividers)
+	if err := d.putVPCLocked(v); err != nil {
+		return err
+	}
+	d.state.vpcs[v.VNI] = v
+	if had && old.Divider == v.Divider {
+		return nil
+	}
+	// Transit reads the divider role from the network it matched, saving a lookup per packet.
+	return d.rewriteNetworksLocked(v.VNI)
+}
+
+func (d *Dataplane) putVPCLocked(v VPC) error {
 	s, err := d.hostSetLocked("dividers", v.Dividers)
 	if err != nil {
 		return err
 	}
-	info := transitVpcInfo{Count: s.Count, Dividers: s.Slots}
+	info := transitVpcInfo{Dividers: s}
 	if v.Divider {
 		info.Roles |= roleDivider
 	}
@@ -367,20 +407,10 @@ func (d *Dataplane) UpsertVPC(v VPC) error {
 	if err := d.transit.Vpcs.Put(v.VNI, &info); err != nil {
 		return fmt.Errorf("upsert vpc %d: %w", v.VNI, err)
 	}
-	return d.setDividerLocked(v.VNI, v.Divider)
+	return nil
 }
 
-// setDividerLocked rewrites the VPC's network entries when the divider role changes: transit
-// reads the role from the network it matched, saving a lookup per packet.
-func (d *Dataplane) setDividerLocked(vni uint32, divider bool) error {
-	if d.state.divides[vni] == divider {
-		return nil
-	}
-	if divider {
-		d.state.divides[vni] = true
-	} else {
-		delete(d.state.divides, vni)
-	}
+func (d *Dataplane) rewriteNetworksLocked(vni uint32) error {
 	for ref, n := range d.state.networks {
 		if ref.vni == vni {
 			if err := d.putNetworkLocked(n); err != nil {
@@ -398,40 +428,54 @@ func (d *Dataplane) DeleteVPC(vni uint32) error {
 	if err := d.transit.Vpcs.Delete(vni); err != nil {
 		return fmt.Errorf("delete vpc %d: %w", vni, err)
 	}
-	return d.setDividerLocked(vni, false)
+	delete(d.state.vpcs, vni)
+	return d.rewriteNetworksLocked(vni)
 }
 
-// UpsertNeighbor sets the underlay next-hop MAC for a substrate address.
+// UpsertNeighbor sets the underlay next-hop MAC for a substrate address, and rewrites every
+// table entry that names that host.
 func (d *Dataplane) UpsertNeighbor(host netip.Addr, mac net.HardwareAddr) error {
-	m, err := mac6("neighbor mac", mac)
-	if err != nil {
+	if err := checkV4("neighbor", host); err != nil {
+		return err
+	}
+	if _, err := mac6("neighbor mac", mac); err != nil {
 		return err
 	}
 	d.state.mu.Lock()
 	defer d.state.mu.Unlock()
-	slot, err := d.hostSlotLocked(host)
-	if err != nil {
-		return fmt.Errorf("upsert neighbor: %w", err)
-	}
-	if err := d.transit.Hosts.Put(slot, &transitHost{Ip: be32(host), Mac: m, Flags: hostFlagMAC}); err != nil {
+	old, had := d.state.neighbors[host]
+	d.state.neighbors[host] = slices.Clone(mac)
+	hop := d.hopLocked(host)
+	if err := d.transit.Neighbors.Put(be32(host), &hop); err != nil {
+		if had {
+			d.state.neighbors[host] = old
+		} else {
+			delete(d.state.neighbors, host)
+		}
 		return fmt.Errorf("upsert neighbor %v: %w", host, err)
 	}
-	return nil
+	if had && slices.Equal(old, mac) {
+		return nil
+	}
+	return d.refreshHopLocked(host)
 }
 
-// DeleteNeighbor forgets a next hop: the host is reached through the default next hop, if any.
+// DeleteNeighbor forgets a next hop: the host is then reached through the default next hop of
+// a routed underlay, if there is one.
 func (d *Dataplane) DeleteNeighbor(host netip.Addr) error {
 	d.state.mu.Lock()
 	defer d.state.mu.Unlock()
-	slot, ok := d.state.hostSlot[host]
-	if !ok {
+	if _, ok := d.state.neighbors[host]; !ok {
 		return fmt.Errorf("delete neighbor %v: %w", host, ebpf.ErrKeyNotExist)
 	}
-	if err := d.transit.Hosts.Put(slot, &transitHost{Ip: be32(host)}); err != nil {
+	if err := d.transit.Neighbors.Delete(be32(host)); err != nil {
 		return fmt.Errorf("delete neighbor %v: %w", host, err)
 	}
-	return nil
+	delete(d.state.neighbors, host)
+	return d.refreshHopLocked(host)
 }
+
+func isNotExist(err error) bool { return errors.Is(err, ebpf.ErrKeyNotExist) }
 
 // Learned returns the host the direct path learned for (vni, ip), if any.
 func (d *Dataplane) Learned(vni uint32, ip netip.Addr) (netip.Addr, bool) {
@@ -439,7 +483,7 @@ func (d *Dataplane) Learned(vni uint32, ip netip.Addr) (netip.Addr, bool) {
 	if err := d.transit.Learned.Lookup(&transitEpKey{Vni: vni, Ip: be32(ip)}, &v); err != nil {
 		return netip.Addr{}, false
 	}
-	return addrFromBE32(v.Ip), true
+	return addrFromBE32(v.Host.Ip), true
 }
 
 // ForgetLearned drops a direct-path entry.

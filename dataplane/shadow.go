@@ -2,7 +2,9 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -15,54 +17,57 @@ type netRef struct {
 	vni, netID uint32
 }
 
-// shadow is the Go side's record of what it programmed. The kernel tables refer to hosts and
-// networks by slot (array indexes, cheap on the per-packet path); the shadow hands the slots
-// out. It also keeps bouncer entries of endpoints hosted here, which the endpoint table holds
-// as one entry: hosted here wins, and the bouncer entry comes back if the endpoint leaves.
+// shadow is the Go side's record of what it programmed. The kernel tables copy a host's next
+// hop wherever they name the host (one table read per forwarding decision); the shadow knows
+// where the copies are, to rewrite them when a next hop changes. It also keeps bouncer entries of
+// endpoints hosted here, which the endpoint table holds as one entry: hosted here wins, and the
+// bouncer entry comes back if the endpoint leaves. And it hands out network slots.
 type shadow struct {
-	mu       sync.Mutex
-	hostSlot map[netip.Addr]uint32
-	netSlot  map[netRef]uint32
-	freeNet  []uint32
-	locals   map[epRef]Endpoint
-	bounced  map[epRef]netip.Addr
-	networks map[netRef]Network
-	divides  map[uint32]bool // VNIs this host is a divider of
-	bouncers map[netRef]bool // networks with a bouncer set programmed
+	mu        sync.Mutex
+	neighbors map[netip.Addr]net.HardwareAddr
+	netSlot   map[netRef]uint32
+	freeNet   []uint32
+	locals    map[epRef]Endpoint
+	bounced   map[epRef]netip.Addr
+	networks  map[netRef]Network
+	bouncers  map[netRef][]netip.Addr
+	vpcs      map[uint32]VPC
 }
 
 func newShadow() *shadow {
 	return &shadow{
-		hostSlot: map[netip.Addr]uint32{},
-		netSlot:  map[netRef]uint32{},
-		locals:   map[epRef]Endpoint{},
-		bounced:  map[epRef]netip.Addr{},
-		networks: map[netRef]Network{},
-		divides:  map[uint32]bool{},
-		bouncers: map[netRef]bool{},
+		neighbors: map[netip.Addr]net.HardwareAddr{},
+		netSlot:   map[netRef]uint32{},
+		locals:    map[epRef]Endpoint{},
+		bounced:   map[epRef]netip.Addr{},
+		networks:  map[netRef]Network{},
+		bouncers:  map[netRef][]netip.Addr{},
+		vpcs:      map[uint32]VPC{},
 	}
 }
 
-// hostSlotLocked returns the slot of a substrate address, giving out a new one (and writing its
-// hosts[] and host_slots entries) the first time. Slot 0 means none.
-func (d *Dataplane) hostSlotLocked(ip netip.Addr) (uint32, error) {
-	if err := checkV4("host", ip); err != nil {
-		return 0, err
+// hopLocked is a host as the kernel tables store it.
+func (d *Dataplane) hopLocked(ip netip.Addr) transitHop {
+	h := transitHop{Ip: be32(ip)}
+	if mac, ok := d.state.neighbors[ip]; ok {
+		copy(h.Mac[:], mac)
+		h.Flags = hopFlagMAC
 	}
-	if s, ok := d.state.hostSlot[ip]; ok {
-		return s, nil
+	return h
+}
+
+func (d *Dataplane) hostSetLocked(field string, addrs []netip.Addr) (transitHostSet, error) {
+	var s transitHostSet
+	if len(addrs) > maxHosts {
+		return s, fmt.Errorf("%s: %d hosts, at most %d", field, len(addrs), maxHosts)
 	}
-	s := uint32(len(d.state.hostSlot) + 1)
-	if s >= d.cfg.MaxHosts {
-		return 0, fmt.Errorf("host %v: all %d host slots in use", ip, d.cfg.MaxHosts-1)
+	for i, a := range addrs {
+		if err := checkV4(field, a); err != nil {
+			return s, err
+		}
+		s.Hosts[i] = d.hopLocked(a)
 	}
-	if err := d.transit.Hosts.Put(s, &transitHost{Ip: be32(ip)}); err != nil {
-		return 0, fmt.Errorf("add host %v: %w", ip, err)
-	}
-	if err := d.transit.HostSlots.Put(be32(ip), s); err != nil {
-		return 0, fmt.Errorf("add host %v: %w", ip, err)
-	}
-	d.state.hostSlot[ip] = s
+	s.Count = uint32(len(addrs))
 	return s, nil
 }
 
@@ -87,7 +92,10 @@ func (d *Dataplane) netSlotLocked(vni, netID uint32) (uint32, error) {
 // releaseNetLocked gives a network's slot back once nothing refers to it any more.
 func (d *Dataplane) releaseNetLocked(ref netRef) {
 	s, ok := d.state.netSlot[ref]
-	if !ok || d.state.bouncers[ref] {
+	if !ok {
+		return
+	}
+	if _, ok := d.state.bouncers[ref]; ok {
 		return
 	}
 	if _, ok := d.state.networks[ref]; ok {
@@ -102,18 +110,57 @@ func (d *Dataplane) releaseNetLocked(ref netRef) {
 	d.state.freeNet = append(d.state.freeNet, s)
 }
 
-func (d *Dataplane) hostSetLocked(field string, addrs []netip.Addr) (transitHostSet, error) {
-	var s transitHostSet
-	if len(addrs) > maxHosts {
-		return s, fmt.Errorf("%s: %d hosts, at most %d", field, len(addrs), maxHosts)
-	}
-	for i, a := range addrs {
-		slot, err := d.hostSlotLocked(a)
-		if err != nil {
-			return s, fmt.Errorf("%s: %w", field, err)
+// refreshHopLocked rewrites every copy of host's next hop: bouncer entries, bouncer sets (and
+// the networks that carry them), VPC dividers and learned direct paths.
+func (d *Dataplane) refreshHopLocked(host netip.Addr) error {
+	hop := d.hopLocked(host)
+	var keys []transitEpKey
+	var vals []transitEndpoint
+	for ref, h := range d.state.bounced {
+		if _, local := d.state.locals[ref]; h == host && !local {
+			keys = append(keys, transitEpKey{Vni: ref.vni, Ip: be32(ref.ip)})
+			vals = append(vals, transitEndpoint{Host: hop})
 		}
-		s.Slots[i] = slot
 	}
-	s.Count = uint32(len(addrs))
-	return s, nil
+	if err := batchPut(d.transit.Endpoints, keys, vals); err != nil {
+		return fmt.Errorf("refresh bouncer entries of %v: %w", host, err)
+	}
+	for ref, hosts := range d.state.bouncers {
+		if slices.Contains(hosts, host) {
+			if err := d.putBouncersLocked(ref); err != nil {
+				return err
+			}
+		}
+	}
+	for vni, v := range d.state.vpcs {
+		if slices.Contains(v.Dividers, host) {
+			if err := d.putVPCLocked(d.state.vpcs[vni]); err != nil {
+				return err
+			}
+		}
+	}
+	var (
+		k    transitEpKey
+		v    transitLearnedHost
+		lk   []transitEpKey
+		lv   []transitLearnedHost
+		addr = be32(host)
+	)
+	it := d.transit.Learned.Iterate()
+	for it.Next(&k, &v) {
+		if v.Host.Ip == addr {
+			v.Host = hop
+			lk, lv = append(lk, k), append(lv, v)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("refresh learned paths to %v: %w", host, err)
+	}
+	for i := range lk {
+		// An entry the LRU dropped meanwhile stays dropped.
+		if err := d.transit.Learned.Update(&lk[i], &lv[i], 2 /* BPF_EXIST */); err != nil && !isNotExist(err) {
+			return fmt.Errorf("refresh learned path to %v: %w", host, err)
+		}
+	}
+	return nil
 }

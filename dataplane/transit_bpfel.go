@@ -14,11 +14,11 @@ import (
 )
 
 type transitEndpoint struct {
-	_        structs.HostLayout
-	Ifindex  uint32
-	HostSlot uint32
-	Mac      [6]uint8
-	Pad      uint16
+	_       structs.HostLayout
+	Ifindex uint32
+	Mac     [6]uint8
+	Pad     uint16
+	Host    transitHop
 }
 
 type transitEpKey struct {
@@ -27,7 +27,7 @@ type transitEpKey struct {
 	Ip  uint32
 }
 
-type transitHost struct {
+type transitHop struct {
 	_     structs.HostLayout
 	Ip    uint32
 	Mac   [6]uint8
@@ -50,21 +50,19 @@ type transitHostCfg struct {
 type transitHostSet struct {
 	_     structs.HostLayout
 	Count uint32
-	Slots [16]uint32
+	Hosts [16]transitHop
 }
 
 type transitLearnedHost struct {
 	_        structs.HostLayout
-	Ip       uint32
-	Slot     uint32
+	Host     transitHop
 	Announce uint32
-	Pad      uint32
 }
 
 type transitNetInfo struct {
-	_       structs.HostLayout
-	NetSlot uint32
-	Flags   uint32
+	_        structs.HostLayout
+	Flags    uint32
+	Bouncers transitHostSet
 }
 
 type transitNetKey struct {
@@ -118,8 +116,7 @@ const (
 type transitVpcInfo struct {
 	_        structs.HostLayout
 	Roles    uint32
-	Count    uint32
-	Dividers [16]uint32
+	Dividers transitHostSet
 }
 
 // Names of all BPF objects in the ELF.
@@ -129,9 +126,8 @@ const (
 	transitMapBouncerSets = "bouncer_sets"
 	transitMapEndpoints   = "endpoints"
 	transitMapHostConfig  = "host_config"
-	transitMapHostSlots   = "host_slots"
-	transitMapHosts       = "hosts"
 	transitMapLearned     = "learned"
+	transitMapNeighbors   = "neighbors"
 	transitMapNetworks    = "networks"
 	transitMapPorts       = "ports"
 	transitMapStats       = "stats"
@@ -191,9 +187,8 @@ type transitMapSpecs struct {
 	BouncerSets *ebpf.MapSpec `ebpf:"bouncer_sets"`
 	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
 	HostConfig  *ebpf.MapSpec `ebpf:"host_config"`
-	HostSlots   *ebpf.MapSpec `ebpf:"host_slots"`
-	Hosts       *ebpf.MapSpec `ebpf:"hosts"`
 	Learned     *ebpf.MapSpec `ebpf:"learned"`
+	Neighbors   *ebpf.MapSpec `ebpf:"neighbors"`
 	Networks    *ebpf.MapSpec `ebpf:"networks"`
 	Ports       *ebpf.MapSpec `ebpf:"ports"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
@@ -229,9 +224,8 @@ type transitMaps struct {
 	BouncerSets *ebpf.Map `ebpf:"bouncer_sets"`
 	Endpoints   *ebpf.Map `ebpf:"endpoints"`
 	HostConfig  *ebpf.Map `ebpf:"host_config"`
-	HostSlots   *ebpf.Map `ebpf:"host_slots"`
-	Hosts       *ebpf.Map `ebpf:"hosts"`
 	Learned     *ebpf.Map `ebpf:"learned"`
+	Neighbors   *ebpf.Map `ebpf:"neighbors"`
 	Networks    *ebpf.Map `ebpf:"networks"`
 	Ports       *ebpf.Map `ebpf:"ports"`
 	Stats       *ebpf.Map `ebpf:"stats"`
@@ -243,9 +237,8 @@ func (m *transitMaps) Close() error {
 		m.BouncerSets,
 		m.Endpoints,
 		m.HostConfig,
-		m.HostSlots,
-		m.Hosts,
 		m.Learned,
+		m.Neighbors,
 		m.Networks,
 		m.Ports,
 		m.Stats,

@@ -93,4 +93,3 @@ func mac6(field string, m net.HardwareAddr) ([6]uint8, error) {
 	copy(out[:], m)
 	return out, nil
 }
-
