@@ -93,3 +93,7 @@ func mac6(field string, m net.HardwareAddr) ([6]uint8, error) {
 	copy(out[:], m)
 	return out, nil
 }
+
+// Overhead is what encapsulation adds to an endpoint's IPv4 packet: outer Ethernet, IPv4, UDP,
+// Geneve and our option. An endpoint's MTU is the underlay's minus this (ENCAP_LEN in C).
+const Overhead = 14 + 20 + 8 + 8 + 12

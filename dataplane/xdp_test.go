@@ -637,13 +637,13 @@ func TestAgent(t *testing.T) {
 		{
 			name: "a packet too big for the underlay after encapsulation is dropped",
 			prog: Agent, setup: port, want: xdpDrop,
-			in:       fromEp1(func(f *flow) { f.payload = mtu - 62 - 40 + 1 }),
+			in:       fromEp1(func(f *flow) { f.payload = mtu - Overhead - 40 + 1 }),
 			counters: map[Reason]uint64{ReasonTooBig: 1},
 		},
 		{
 			name: "the largest packet that fits is encapsulated",
 			prog: Agent, setup: port, want: xdpRedirect,
-			in:       fromEp1(func(f *flow) { f.payload = mtu - 62 - 40 }),
+			in:       fromEp1(func(f *flow) { f.payload = mtu - Overhead - 40 }),
 			counters: map[Reason]uint64{ReasonEncapBouncer: 1},
 			check: func(t *testing.T, d *Dataplane, in, out []byte) {
 				if len(out)-14 != mtu {
