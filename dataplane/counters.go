@@ -144,3 +144,23 @@ func possibleCPUs() (int, error) {
 	}
 	return n, nil
 }
+
+// MapMemory reports what the kernel charges for each map that says, in bytes (its memlock figure: for
+// tables without preallocation, the bucket array plus the entries in use).
+func (d *Dataplane) MapMemory() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, name := range []string{"endpoints", "ports", "learned", "networks", "bouncer_sets", "vpcs", "neighbors", "host_config", "stats"} {
+		m, err := d.transitMap(name)
+		if err != nil {
+			return nil, err
+		}
+		info, err := m.Info()
+		if err != nil {
+			return nil, fmt.Errorf("map %s info: %w", name, err)
+		}
+		if n, ok := info.Memlock(); ok { // not every map type reports it
+			out[name] = n
+		}
+	}
+	return out, nil
+}
