@@ -121,6 +121,13 @@ static __always_inline void csum_replace4(__u16 *sum, __be32 from, __be32 to)
 	*sum = csum_fold(s);
 }
 
+/* The ones' complement sum that turns a checksum over from into one over to (RFC 1624),
+ * unfolded: add several and fold once. */
+static __always_inline __u32 csum_diff4(__be32 from, __be32 to)
+{
+	return (__u16)~(from & 0xffff) + (__u16)~(from >> 16) + (to & 0xffff) + (to >> 16);
+}
+
 static __always_inline void csum_replace2(__u16 *sum, __be16 from, __be16 to)
 {
 	__u32 s = (__u16)~*sum;

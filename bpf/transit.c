@@ -27,7 +27,7 @@ static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, struc
 	struct udphdr *udp = p->udp;
 	__u8 mac[6];
 	__be16 old_ttl, new_ttl;
-	__u32 target;
+	__u32 target, addr_diff;
 
 	if (!h)
 		return verdict(R_NO_BOUNCER, XDP_DROP);
@@ -42,15 +42,15 @@ static __always_inline int forward(struct host_cfg *cfg, struct parsed *p, struc
 	mac_copy(p->eth->h_dest, mac);
 	mac_copy(p->eth->h_source, cfg->mac);
 
+	/* One RFC 1624 update for the addresses (shared by the IPv4 and UDP checksums), and the
+	 * TTL on top for IPv4. */
 	old_ttl = *(__be16 *)&iph->ttl;
 	iph->ttl--;
 	new_ttl = *(__be16 *)&iph->ttl;
-	csum_replace2(&iph->check, old_ttl, new_ttl);
-	csum_replace4(&iph->check, iph->saddr, cfg->ip);
-	csum_replace4(&iph->check, iph->daddr, target);
+	addr_diff = csum_diff4(iph->saddr, cfg->ip) + csum_diff4(iph->daddr, target);
+	iph->check = csum_fold((__u16)~iph->check + addr_diff + (__u16)~old_ttl + new_ttl);
 	if (udp->check) {
-		csum_replace4(&udp->check, iph->saddr, cfg->ip);
-		csum_replace4(&udp->check, iph->daddr, target);
+		udp->check = csum_fold((__u16)~udp->check + addr_diff);
 		if (udp->check == 0)
 			udp->check = 0xffff; /* 0 would mean "no checksum" */
 	}
@@ -177,6 +177,18 @@ static __always_inline int parse(struct xdp_md *ctx, struct host_cfg *cfg, struc
 	p->opt = NULL;
 	optlen = (gh->ver_optlen & 0x3f) * 4;
 	opts = (void *)(gh + 1);
+	/* What our agents send: exactly our option. Checked first so it skips the walk. */
+	if (optlen == sizeof(struct mizar_opt)) {
+		struct mizar_opt *m = (void *)opts;
+
+		if ((void *)(m + 1) > data_end)
+			return R_MALFORMED;
+		if (m->hdr.class == bpf_htons(MIZAR_OPT_CLASS) && m->hdr.type == MIZAR_OPT_HOST &&
+		    m->hdr.length == 2) {
+			p->opt = m;
+			off = optlen;
+		}
+	}
 	for (int i = 0; i < MAX_GENEVE_OPTS; i++) {
 		struct geneve_opt *o;
 		__u32 len;
