@@ -116,6 +116,15 @@ func (l *Lab) AddNamespace(name string) (*Namespace, error) {
 		h.Close()
 		return nil, errors.Join(err, DeleteNamed(full))
 	}
+	// Without duplicate address detection, IPv6 works as soon as a link is up: a tentative
+	// link-local address would hold back neighbour discovery, and so the first packets, for
+	// a second.
+	for _, key := range []string{"net/ipv6/conf/all/accept_dad", "net/ipv6/conf/default/accept_dad"} {
+		if err := SetSysctl(ns, key, "0"); err != nil {
+			h.Close()
+			return nil, errors.Join(err, DeleteNamed(full))
+		}
+	}
 	l.namespaces = append(l.namespaces, ns)
 	l.log.Debug("netns created", "netns", full)
 	return ns, nil
