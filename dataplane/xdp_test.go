@@ -27,8 +27,13 @@ const loIfindex = 1
 
 func newDP(t testing.TB) *Dataplane {
 	t.Helper()
+	return newDPWith(t, Config{})
+}
+
+func newDPWith(t testing.TB, cfg Config) *Dataplane {
+	t.Helper()
 	requireRoot(t)
-	d, err := New(Config{})
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
