@@ -99,9 +99,12 @@ int agent(struct xdp_md *ctx)
 	hash = flow_hash(iph, data_end);
 
 	if (ep) {
-		/* We bounce for its network: we know its host, no need to ask ourselves. */
+		/* We bounce for its network: we know its host, no need to ask ourselves. What we
+		 * know is authoritative, so the receiver should learn from it (it may hold a stale
+		 * path toward where the sender used to be). */
 		h = &ep->host;
 		r = R_ENCAP_BOUNCER;
+		flags = MIZAR_F_LEARN;
 	} else if ((lh = bpf_map_lookup_elem(&learned, &key))) {
 		h = &lh->host;
 		r = R_DIRECT_HIT;

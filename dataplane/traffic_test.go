@@ -89,3 +89,62 @@ func TestRealTraffic(t *testing.T) {
 	}
 	t.Logf("udp: %d/%d echoed", udp.Received, udp.Sent)
 }
+
+// TestStaleDirectPathHeals moves an endpoint to another host after the direct path toward it was
+// learned: the old host sends what still arrives on to the bouncer, the endpoint answers from its
+// new host, and the sender learns the new place. No packet is lost.
+func TestStaleDirectPathHeals(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates network namespaces and needs root (CI runs as root)")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lab := testbed.NewLab(testbed.NewPrefix(), log)
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("clean up: %v", err)
+		}
+	})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hosts 0..3; bouncer on 3; endpoints on 0, 1 and 2; the one on 1 moves to 2.
+	o, err := testbed.BuildOverlay(lab, testbed.OverlaySpec{Hosts: 4, Bouncers: []int{3}, Endpoints: []int{0, 1, 2}}, log)
+	must(err)
+	t.Cleanup(func() { o.Close() })
+	vni := o.Spec.VNI
+	src, moving := o.Endpoints[0], o.Endpoints[1]
+	old, dst, bouncer := o.Hosts[1], o.Hosts[2], o.Hosts[3]
+
+	if _, err := testbed.Ping(src.NS, moving.IP, 3, 2*time.Second); err != nil {
+		t.Fatalf("ping before the move: %v", err)
+	}
+	if h, ok := o.Hosts[0].DP.Learned(vni, moving.IP); !ok || h != old.IP {
+		t.Fatalf("before the move, host 0 learned %v %v for %v, want %v", h, ok, moving.IP, old.IP)
+	}
+
+	// The move: the old host forgets the endpoint, the bouncer points to the new host, and an
+	// endpoint with the same address starts there. Host 0 is not told.
+	must(old.DP.DeleteEndpoint(vni, moving.IP))
+	must(bouncer.DP.UpsertBouncerEntries(dataplane.BouncerEntry{VNI: vni, IP: moving.IP, Host: dst.IP}))
+	if _, err := o.AddEndpointAt(lab, 2, "moved", moving.IP, o.Gateway()); err != nil {
+		t.Fatal(err)
+	}
+	before, err := old.DP.Counters()
+	must(err)
+	res, err := testbed.Ping(src.NS, moving.IP, 10, 2*time.Second)
+	if err != nil {
+		t.Fatalf("ping after the move: %v (a stale direct path must not black-hole traffic)", err)
+	}
+	after, err := old.DP.Counters()
+	must(err)
+	if n := after.Sub(before).Get(dataplane.ReasonRerouted); n == 0 {
+		t.Errorf("the old host rerouted nothing: the stale path was not exercised")
+	}
+	if h, ok := o.Hosts[0].DP.Learned(vni, moving.IP); !ok || h != dst.IP {
+		t.Errorf("after the move, host 0 learned %v %v, want the new host %v", h, ok, dst.IP)
+	}
+	t.Logf("after the move: %d/%d replies, rerouted by the old host: %d", res.Received, res.Sent, after.Sub(before).Get(dataplane.ReasonRerouted))
+}

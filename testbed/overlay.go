@@ -174,6 +174,20 @@ func BuildOverlay(lab *Lab, spec OverlaySpec, log *slog.Logger) (_ *Overlay, err
 			return nil, err
 		}
 	}
+	// Every host with endpoints knows the network, so that a packet for an endpoint it no
+	// longer hosts (a stale direct path elsewhere) goes on to the bouncers.
+	bouncerOf := map[int]bool{}
+	for _, i := range spec.Bouncers {
+		bouncerOf[i] = true
+	}
+	for _, i := range spec.Endpoints {
+		if _, done := bouncerOf[i]; !done {
+			bouncerOf[i] = false
+			if err := o.Hosts[i].DP.UpsertNetwork(dataplane.Network{VNI: spec.VNI, NetID: netID, CIDR: spec.Network}); err != nil {
+				return nil, err
+			}
+		}
+	}
 	gw, err := nthAddr(spec.Network, 1)
 	if err != nil {
 		return nil, err
@@ -189,17 +203,22 @@ func BuildOverlay(lab *Lab, spec OverlaySpec, log *slog.Logger) (_ *Overlay, err
 // AddEndpoint creates endpoint number n (address .10+n of the network) on host hi: its
 // namespace and veth, the agent on the host side, and its entries on its host and the bouncers.
 func (o *Overlay) AddEndpoint(lab *Lab, hi, n int, gw netip.Addr) (*OverlayEndpoint, error) {
+	ip, err := nthAddr(o.Spec.Network, 10+n)
+	if err != nil {
+		return nil, err
+	}
+	return o.AddEndpointAt(lab, hi, fmt.Sprintf("e%d", n), ip, gw)
+}
+
+// AddEndpointAt creates an endpoint named name with address ip on host hi.
+func (o *Overlay) AddEndpointAt(lab *Lab, hi int, name string, ip, gw netip.Addr) (*OverlayEndpoint, error) {
 	spec := o.Spec
 	h := o.Hosts[hi]
-	ns, err := lab.AddNamespace(fmt.Sprintf("e%d", n))
+	ns, err := lab.AddNamespace(name)
 	if err != nil {
 		return nil, err
 	}
-	pair, err := lab.AddVeth(ns, "eth0", h.NS, fmt.Sprintf("ve%d", n), spec.MTU-dataplane.Overhead)
-	if err != nil {
-		return nil, err
-	}
-	ip, err := nthAddr(spec.Network, 10+n)
+	pair, err := lab.AddVeth(ns, "eth0", h.NS, "v"+name, spec.MTU-dataplane.Overhead)
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +249,12 @@ func (o *Overlay) AddEndpoint(lab *Lab, hi, n int, gw netip.Addr) (*OverlayEndpo
 	ep := &OverlayEndpoint{NS: ns, IP: ip, Host: h}
 	o.Endpoints = append(o.Endpoints, ep)
 	return ep, nil
+}
+
+// Gateway is the address endpoints route through (the network's first).
+func (o *Overlay) Gateway() netip.Addr {
+	gw, _ := nthAddr(o.Spec.Network, 1)
+	return gw
 }
 
 // Close detaches and unloads every host's data plane.

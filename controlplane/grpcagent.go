@@ -1,0 +1,103 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+)
+
+// The host agent service, written by hand (no protoc): service "mizar.HostAgent", unary method
+// "Apply", messages in JSON under the gRPC content subtype "json".
+const (
+	agentService    = "mizar.HostAgent"
+	agentApplyPath  = "/" + agentService + "/Apply"
+	jsonContentType = "json"
+)
+
+// ApplyRequest is the message of HostAgent.Apply.
+type ApplyRequest struct {
+	Ops []Op `json:"ops"`
+}
+
+// ApplyReply is its answer.
+type ApplyReply struct{}
+
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+func (jsonCodec) Name() string                       { return jsonContentType }
+
+func init() { encoding.RegisterCodec(jsonCodec{}) }
+
+// agentServer is the interface grpc.ServiceDesc checks the served value against.
+type agentServer interface {
+	HostAgent
+}
+
+var agentServiceDesc = grpc.ServiceDesc{
+	ServiceName: agentService,
+	HandlerType: (*agentServer)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Apply",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+			req := new(ApplyRequest)
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			call := func(ctx context.Context, req any) (any, error) {
+				if err := srv.(HostAgent).Apply(ctx, req.(*ApplyRequest).Ops); err != nil {
+					return nil, err
+				}
+				return &ApplyReply{}, nil
+			}
+			if icpt == nil {
+				return call(ctx, req)
+			}
+			return icpt(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: agentApplyPath}, call)
+		},
+	}},
+	Metadata: "controlplane/grpcagent.go",
+}
+
+// RegisterAgentServer serves agent as the host agent service on s.
+func RegisterAgentServer(s grpc.ServiceRegistrar, agent HostAgent) {
+	s.RegisterService(&agentServiceDesc, agent)
+}
+
+// NewGRPCAgentServer returns a gRPC server serving agent; the caller calls Serve on a listener.
+func NewGRPCAgentServer(agent HostAgent, opts ...grpc.ServerOption) *grpc.Server {
+	s := grpc.NewServer(opts...)
+	RegisterAgentServer(s, agent)
+	return s
+}
+
+// grpcAgent is a HostAgent that calls a remote one.
+type grpcAgent struct {
+	conn *grpc.ClientConn
+}
+
+func (g grpcAgent) Apply(ctx context.Context, ops []Op) error {
+	if err := g.conn.Invoke(ctx, agentApplyPath, &ApplyRequest{Ops: ops}, new(ApplyReply),
+		grpc.CallContentSubtype(jsonContentType)); err != nil {
+		return fmt.Errorf("apply %d ops at %s: %w", len(ops), g.conn.Target(), err)
+	}
+	return nil
+}
+
+// DialAgent returns a HostAgent calling the agent served at addr, and the Closer of its
+// connection. With no options the connection is plaintext, as on a lab underlay; pass
+// grpc.WithTransportCredentials to secure it. Connecting is lazy: errors show on Apply.
+func DialAgent(addr string, opts ...grpc.DialOption) (HostAgent, io.Closer, error) {
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial agent %s: %w", addr, err)
+	}
+	return grpcAgent{conn: conn}, conn, nil
+}

@@ -1,0 +1,148 @@
+// Package hostagent applies the control plane's ops to one host's data plane. It is the host
+// side of controlplane.HostAgent: called in-process by the testbed, or behind the gRPC server of
+// tools/mizar-agent on a real machine.
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/mizar-net/mizar/controlplane"
+	"github.com/mizar-net/mizar/dataplane"
+)
+
+// Agent programs one host. Endpoint ops name the host side of the endpoint's veth; the agent
+// resolves it in the host's namespace and attaches the agent program to it.
+type Agent struct {
+	dp   *dataplane.Dataplane
+	ns   netns.NsHandle
+	mode dataplane.Mode
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	attached map[string]bool // veths with the agent program
+	writes   uint64
+}
+
+// New returns an Agent for dp, whose interfaces live in ns (netns.None() for the caller's).
+func New(dp *dataplane.Dataplane, ns netns.NsHandle, mode dataplane.Mode, log *slog.Logger) *Agent {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{dp: dp, ns: ns, mode: mode, log: log, attached: map[string]bool{}}
+}
+
+var _ controlplane.HostAgent = (*Agent)(nil)
+
+// Writes is the number of ops applied so far.
+func (a *Agent) Writes() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.writes
+}
+
+// Apply writes ops in order. Runs of bouncer entries go to the kernel as one batch.
+func (a *Agent) Apply(ctx context.Context, ops []controlplane.Op) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := 0; i < len(ops); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		op := ops[i]
+		if op.Kind == controlplane.OpUpsertBouncerEntry {
+			j := i
+			var batch []dataplane.BouncerEntry
+			for ; j < len(ops) && ops[j].Kind == controlplane.OpUpsertBouncerEntry; j++ {
+				batch = append(batch, dataplane.BouncerEntry{VNI: ops[j].VNI, IP: ops[j].IP, Host: ops[j].Host})
+			}
+			if err := a.dp.UpsertBouncerEntries(batch...); err != nil {
+				return fmt.Errorf("apply %d bouncer entries: %w", len(batch), err)
+			}
+			a.writes += uint64(len(batch))
+			i = j - 1
+			continue
+		}
+		if err := a.apply(op); err != nil {
+			return fmt.Errorf("apply %v: %w", op, err)
+		}
+		a.writes++
+	}
+	return nil
+}
+
+func (a *Agent) apply(op controlplane.Op) error {
+	switch op.Kind {
+	case controlplane.OpUpsertEndpoint:
+		ifindex, err := a.ifindex(op.Interface)
+		if err != nil {
+			return err
+		}
+		if err := a.dp.UpsertEndpoint(dataplane.Endpoint{VNI: op.VNI, IP: op.IP, MAC: op.MAC, Ifindex: ifindex, NetID: op.NetID, VPC: op.VPCCIDR}); err != nil {
+			return err
+		}
+		if !a.attached[op.Interface] {
+			if err := a.dp.Attach(a.ns, op.Interface, dataplane.Agent, a.mode); err != nil {
+				return errors.Join(err, a.dp.DeleteEndpoint(op.VNI, op.IP))
+			}
+			a.attached[op.Interface] = true
+		}
+		return nil
+	case controlplane.OpDeleteEndpoint:
+		if err := a.dp.DeleteEndpoint(op.VNI, op.IP); err != nil {
+			return err
+		}
+		if a.attached[op.Interface] {
+			delete(a.attached, op.Interface)
+			return a.dp.Detach(a.ns, op.Interface)
+		}
+		return nil
+	case controlplane.OpDeleteBouncerEntry:
+		return a.dp.DeleteBouncerEntries(op.VNI, op.IP)
+	case controlplane.OpUpsertNetwork:
+		return a.dp.UpsertNetwork(dataplane.Network{VNI: op.VNI, NetID: op.NetID, CIDR: op.Prefix, Bouncer: op.Flag})
+	case controlplane.OpDeleteNetwork:
+		return a.dp.DeleteNetwork(op.VNI, op.NetID)
+	case controlplane.OpSetBouncers:
+		return a.dp.SetBouncers(op.VNI, op.NetID, op.Addrs)
+	case controlplane.OpDeleteBouncers:
+		return a.dp.DeleteBouncers(op.VNI, op.NetID)
+	case controlplane.OpUpsertVPC:
+		return a.dp.UpsertVPC(dataplane.VPC{VNI: op.VNI, Divider: op.Flag, Bouncer: op.Bouncer, Dividers: op.Addrs})
+	case controlplane.OpDeleteVPC:
+		return a.dp.DeleteVPC(op.VNI)
+	case controlplane.OpUpsertNeighbor:
+		return a.dp.UpsertNeighbor(op.IP, op.MAC)
+	}
+	return fmt.Errorf("op kind %v: %w", op.Kind, controlplane.ErrInvalid)
+}
+
+func (a *Agent) ifindex(name string) (int, error) {
+	if name == "" {
+		return 0, fmt.Errorf("endpoint op without an interface: %w", controlplane.ErrInvalid)
+	}
+	var (
+		h   *netlink.Handle
+		err error
+	)
+	if a.ns.IsOpen() {
+		h, err = netlink.NewHandleAt(a.ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("netlink in host namespace: %w", err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("find %s: %w", name, err)
+	}
+	return l.Attrs().Index, nil
+}
