@@ -582,3 +582,22 @@ func ipNet(p netip.Prefix, masked bool) *net.IPNet {
 	}
 	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, a.BitLen())}
 }
+
+// RemoveNamespace deletes one namespace of the lab before Close, and with it every link inside
+// (a veth with an end inside goes too).
+func (l *Lab) RemoveNamespace(ns *Namespace) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := slices.Index(l.namespaces, ns)
+	if i < 0 {
+		return fmt.Errorf("remove namespace %s: not in this lab", ns)
+	}
+	ns.Handle.Close()
+	if err := DeleteNamed(ns.Name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove namespace %s: %w", ns, err)
+	}
+	l.namespaces = slices.Delete(l.namespaces, i, i+1)
+	l.links = slices.DeleteFunc(l.links, func(ll labLink) bool { return ll.ns == ns })
+	l.log.Debug("netns deleted", "netns", ns.Name)
+	return nil
+}
