@@ -370,3 +370,17 @@ func (p *plumbingAgent) unplumb(op controlplane.Op) error {
 	}
 	return errors.Join(p.h.DP.Detach(ce.ns.Handle, "eth0"), p.c.Lab.RemoveNamespace(ce.ns))
 }
+
+// RestartController replaces the control plane with a new one over the same store, as after a
+// crash, and has it reconcile every host to the stored state.
+func (c *Cluster) RestartController(ctx context.Context) error {
+	if c.opts.Store == nil {
+		return fmt.Errorf("restart controller: %w: the cluster keeps its state in memory (set ClusterOptions.Store)", controlplane.ErrInvalid)
+	}
+	ctl, err := controlplane.New(controlplane.Options{Store: c.opts.Store, Agents: c, Logger: c.log})
+	if err != nil {
+		return fmt.Errorf("restart controller: %w", err)
+	}
+	c.Controller = ctl
+	return ctl.Reconcile(ctx)
+}
