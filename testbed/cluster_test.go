@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,4 +139,118 @@ func TestControllerRestart(t *testing.T) {
 		t.Errorf("after restart: %v", err)
 	}
 	t.Logf("stream across the controller restart: %+v", res)
+}
+
+// fiveHosts brings up a cluster of five hosts with VPC blue and network web of n bouncers, and
+// returns the hosts that are not bouncers.
+func fiveHosts(t *testing.T, bouncers int) (*Cluster, []string) {
+	t.Helper()
+	requireRoot(t)
+	ctx := context.Background()
+	c, err := NewCluster(NewPrefix(), ClusterOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, h := range []string{"h1", "h2", "h3", "h4", "h5"} {
+		if _, err := c.AddHost(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Controller.CreateVPC(ctx, controlplane.VPC{Name: "blue", CIDR: netip.MustParsePrefix("10.0.0.0/16"), Dividers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Controller.CreateNetwork(ctx, controlplane.Network{Name: "web", VPC: "blue", CIDR: netip.MustParsePrefix("10.0.1.0/24"), Bouncers: bouncers}); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := c.Controller.Bouncers("blue", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []string
+	for _, h := range []string{"h1", "h2", "h3", "h4", "h5"} {
+		if !slices.Contains(bs, h) {
+			others = append(others, h)
+		}
+	}
+	return c, others
+}
+
+func workload(t *testing.T, c *Cluster, name, host string) Workload {
+	t.Helper()
+	if _, err := c.Controller.CreateEndpoint(context.Background(), controlplane.Endpoint{Name: name, VPC: "blue", Network: "web", Host: host}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Workload("blue", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestScaleWhileStreaming adds and removes bouncers and dividers while a TCP transfer runs: it
+// must not break, and endpoints that never talked still reach each other after each change.
+func TestScaleWhileStreaming(t *testing.T) {
+	ctx := context.Background()
+	c, others := fiveHosts(t, 1)
+	a, b := workload(t, c, "a", others[0]), workload(t, c, "b", others[1])
+	x, y := workload(t, c, "x", others[0]), workload(t, c, "y", others[1])
+	stream, err := StartTCPStream(a.NS, b.NS, b.IP, 0, StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"bouncers 1 -> 3", func() error { return c.Controller.ScaleBouncers(ctx, "blue", "web", 3) }},
+		{"dividers 1 -> 2", func() error { return c.Controller.ScaleDividers(ctx, "blue", 2) }},
+		{"bouncers 3 -> 1", func() error { return c.Controller.ScaleBouncers(ctx, "blue", "web", 1) }},
+		{"dividers 2 -> 1", func() error { return c.Controller.ScaleDividers(ctx, "blue", 1) }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if _, err := UDPExchange(x.NS, y.NS, y.IP, 0, 5, time.Second); err != nil {
+			t.Errorf("after %s: x -> y over udp: %v", s.name, err)
+		}
+	}
+	res, err := stream.Stop()
+	if err != nil {
+		t.Fatalf("tcp transfer across scaling: %v", err)
+	}
+	t.Logf("tcp transfer across four scaling steps: %d bytes verified in %v", res.Received, res.Duration)
+}
+
+// TestBouncerHostFailure fails the host of a network's only bouncer: the control plane moves
+// the role, and endpoints that had not talked before reach each other again. The time from
+// the failure to the first reply is the recovery time.
+func TestBouncerHostFailure(t *testing.T) {
+	ctx := context.Background()
+	c, others := fiveHosts(t, 1)
+	a, b := workload(t, c, "a", others[0]), workload(t, c, "b", others[1])
+	bs, err := c.Controller.Bouncers("blue", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.FailHost(ctx, bs[0]); err != nil {
+		t.Fatalf("fail %s: %v", bs[0], err)
+	}
+	after, err := c.Controller.Bouncers("blue", "web")
+	if err != nil || len(after) != 1 || after[0] == bs[0] {
+		t.Fatalf("bouncers after failing %s: %v %v", bs[0], after, err)
+	}
+	deadline := start.Add(10 * time.Second)
+	for {
+		if _, err := Ping(a.NS, b.IP, 1, 100*time.Millisecond); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a -> b not recovered 10s after the bouncer host %s failed", bs[0])
+		}
+	}
+	t.Logf("bouncer moved %s -> %s; a reached b %v after the failure", bs[0], after[0], time.Since(start).Round(time.Millisecond))
 }
