@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/onsi/gomega/types"
@@ -54,7 +55,9 @@ func Reachable(a, b Workload, proto Proto, timeout time.Duration) (bool, error) 
 	if err == nil {
 		return true, nil
 	}
-	if errors.Is(err, ErrPacketLoss) || isTimeout(err) {
+	// Refused: what arrived at that address is not b (another endpoint of the sender's own
+	// VPC at the same address answered with a reset or port unreachable).
+	if errors.Is(err, ErrPacketLoss) || isTimeout(err) || errors.Is(err, syscall.ECONNREFUSED) {
 		return false, nil
 	}
 	return false, err

@@ -1,0 +1,394 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/mizar-net/mizar/controlplane"
+	"github.com/mizar-net/mizar/dataplane"
+	scenario "github.com/mizar-net/mizar/scenarios"
+)
+
+// StepResult is what one step of a scenario did.
+type StepResult struct {
+	Line     int
+	Kind     string
+	What     string
+	Duration time.Duration
+	Err      error // a failed check, or a step that could not run
+	Measured time.Duration
+}
+
+// RunOptions shapes RunScenario.
+type RunOptions struct {
+	Prefix string
+	Mode   dataplane.Mode
+	// Progress, when set, gets a line per step as it finishes.
+	Progress io.Writer
+	// BeforeStep, when set, runs before each step with the cluster; tests use it to break
+	// things and see checks fail.
+	BeforeStep func(i int, c *Cluster)
+	// StopOnFailure ends the timeline at the first failed step.
+	StopOnFailure bool
+}
+
+// RunScenario builds a validated scenario on namespaces, plays its timeline, removes
+// everything, and returns a result per step. The error is non-nil when a step failed.
+func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, log *slog.Logger) (results []StepResult, err error) {
+	if opts.Prefix == "" {
+		opts.Prefix = NewPrefix()
+	}
+	if sc.Fabric == scenario.Routed {
+		return nil, fmt.Errorf("%s: fabric %q: only the bridged fabric is built so far", sc.File, sc.Fabric)
+	}
+	start := time.Now()
+	c, err := NewCluster(opts.Prefix, ClusterOptions{MTU: sc.MTU, Mode: opts.Mode}, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := c.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("clean up: %w", cerr)
+		}
+	}()
+	r := &runner{c: c, sc: sc, eps: map[string]*scenario.Endpoint{}, transfers: map[string]*TCPStream{}}
+	for _, h := range sc.Hosts() {
+		if _, err := c.AddHost(ctx, h); err != nil {
+			return nil, fmt.Errorf("host %s: %w", h, err)
+		}
+	}
+	for i := range sc.VPCs {
+		if err := r.createVPC(ctx, &sc.VPCs[i]); err != nil {
+			return nil, err
+		}
+	}
+	results = append(results, StepResult{Kind: "setup", What: fmt.Sprintf("%d hosts, %d VPCs", len(sc.Hosts()), len(sc.VPCs)), Duration: time.Since(start)})
+	progress(opts.Progress, results[0])
+	var failed []error
+	for i := range sc.Steps {
+		if opts.BeforeStep != nil {
+			opts.BeforeStep(i, c)
+		}
+		s := &sc.Steps[i]
+		t0 := time.Now()
+		res := StepResult{Line: s.Line, Kind: s.Kind()}
+		res.What, res.Measured, res.Err = r.step(ctx, s)
+		res.Duration = time.Since(t0)
+		if res.Err != nil {
+			failed = append(failed, fmt.Errorf("%s:%d: %s: %w", sc.File, s.Line, res.Kind, res.Err))
+		}
+		results = append(results, res)
+		progress(opts.Progress, res)
+		if res.Err != nil && opts.StopOnFailure {
+			break
+		}
+	}
+	for name, st := range r.transfers {
+		if _, err := st.Stop(); err != nil {
+			failed = append(failed, fmt.Errorf("%s: transfer %s: %w", sc.File, name, err))
+		}
+	}
+	return results, errors.Join(failed...)
+}
+
+func progress(w io.Writer, r StepResult) {
+	if w == nil {
+		return
+	}
+	status := "ok"
+	if r.Err != nil {
+		status = "FAIL: " + r.Err.Error()
+	}
+	extra := ""
+	if r.Measured > 0 {
+		extra = fmt.Sprintf(" measured %v", r.Measured.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "  line %-3d %-8s %-40s %8v%s  %s\n", r.Line, r.Kind, r.What, r.Duration.Round(time.Millisecond), extra, status)
+}
+
+type runner struct {
+	c         *Cluster
+	sc        *scenario.Scenario
+	eps       map[string]*scenario.Endpoint
+	transfers map[string]*TCPStream
+	lastFail  time.Time
+}
+
+func (r *runner) createVPC(ctx context.Context, v *scenario.VPC) error {
+	if _, err := r.c.Controller.CreateVPC(ctx, controlplane.VPC{Name: v.Name, CIDR: v.CIDR, VNI: v.VNI, Dividers: v.Dividers}); err != nil {
+		return fmt.Errorf("vpc %s: %w", v.Name, err)
+	}
+	for i := range v.Networks {
+		if err := r.createNetwork(ctx, &v.Networks[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) createNetwork(ctx context.Context, n *scenario.Network) error {
+	if _, err := r.c.Controller.CreateNetwork(ctx, controlplane.Network{Name: n.Name, VPC: n.VPC, CIDR: n.CIDR, Bouncers: n.Bouncers}); err != nil {
+		return fmt.Errorf("network %s/%s: %w", n.VPC, n.Name, err)
+	}
+	for i := range n.Endpoints {
+		if err := r.createEndpoint(ctx, &n.Endpoints[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) createEndpoint(ctx context.Context, e *scenario.Endpoint) error {
+	if _, err := r.c.Controller.CreateEndpoint(ctx, controlplane.Endpoint{Name: e.Name, VPC: e.VPC, Network: e.Network, Host: e.Host, IP: e.IP}); err != nil {
+		return fmt.Errorf("endpoint %s: %w", e.Name, err)
+	}
+	r.eps[e.Name] = e
+	return nil
+}
+
+func (r *runner) workload(name string) (Workload, error) {
+	e, ok := r.eps[name]
+	if !ok {
+		return Workload{}, fmt.Errorf("endpoint %s: not created", name)
+	}
+	return r.c.Workload(e.VPC, e.Name)
+}
+
+// target is a check's destination: an endpoint, or a bare address in the sender's VPC (for
+// must-not-reach checks only, so no namespace is needed to serve it).
+func (r *runner) target(from Workload, to string) (Workload, error) {
+	if ip, err := netip.ParseAddr(to); err == nil {
+		return Workload{Name: to, NS: from.NS, IP: ip}, nil
+	}
+	return r.workload(to)
+}
+
+const (
+	checkTimeout    = 2 * time.Second
+	negativeTimeout = 500 * time.Millisecond
+)
+
+func (r *runner) step(ctx context.Context, s *scenario.Step) (string, time.Duration, error) {
+	switch {
+	case s.Check != nil:
+		return r.check(s.Check)
+	case s.Create != nil:
+		switch {
+		case s.Create.Endpoint != nil:
+			return "endpoint " + s.Create.Endpoint.Name, 0, r.createEndpoint(ctx, s.Create.Endpoint)
+		case s.Create.Network != nil:
+			return "network " + s.Create.Network.Name, 0, r.createNetwork(ctx, s.Create.Network)
+		default:
+			return "vpc " + s.Create.VPC.Name, 0, r.createVPC(ctx, s.Create.VPC)
+		}
+	case s.Delete != nil:
+		switch {
+		case s.Delete.Endpoint != "":
+			e, ok := r.eps[s.Delete.Endpoint]
+			if !ok {
+				return "", 0, fmt.Errorf("endpoint %s: not created", s.Delete.Endpoint)
+			}
+			delete(r.eps, e.Name)
+			return "endpoint " + e.Name, 0, r.c.Controller.DeleteEndpoint(ctx, e.VPC, e.Name)
+		case s.Delete.Network != "":
+			vpc, n, _ := scenario.SplitNetwork(s.Delete.Network)
+			for name, e := range r.eps {
+				if e.VPC == vpc && e.Network == n {
+					if err := r.c.Controller.DeleteEndpoint(ctx, vpc, name); err != nil {
+						return "network " + s.Delete.Network, 0, err
+					}
+					delete(r.eps, name)
+				}
+			}
+			return "network " + s.Delete.Network, 0, r.c.Controller.DeleteNetwork(ctx, vpc, n)
+		default:
+			r.forget(func(e *scenario.Endpoint) bool { return e.VPC == s.Delete.VPC })
+			return "vpc " + s.Delete.VPC, 0, r.c.Controller.DeleteVPC(ctx, s.Delete.VPC, true)
+		}
+	case s.Scale != nil:
+		if s.Scale.Network != "" {
+			vpc, n, _ := scenario.SplitNetwork(s.Scale.Network)
+			return fmt.Sprintf("%s bouncers -> %d", s.Scale.Network, s.Scale.Bouncers), 0, r.c.Controller.ScaleBouncers(ctx, vpc, n, s.Scale.Bouncers)
+		}
+		return fmt.Sprintf("%s dividers -> %d", s.Scale.VPC, s.Scale.Dividers), 0, r.c.Controller.ScaleDividers(ctx, s.Scale.VPC, s.Scale.Dividers)
+	case s.Fail != nil:
+		r.lastFail = time.Now()
+		return "host " + s.Fail.Host, 0, r.c.FailHost(ctx, s.Fail.Host)
+	case s.Remove != nil:
+		return "host " + s.Remove.Host, 0, r.c.RemoveHost(ctx, s.Remove.Host)
+	case s.Wait != nil:
+		select {
+		case <-time.After(*s.Wait):
+		case <-ctx.Done():
+			return "", 0, ctx.Err()
+		}
+		return s.Wait.String(), 0, nil
+	case s.Traffic != nil:
+		if t := s.Traffic.Start; t != nil {
+			a, err := r.workload(t.From)
+			if err != nil {
+				return "", 0, err
+			}
+			b, err := r.workload(t.To)
+			if err != nil {
+				return "", 0, err
+			}
+			st, err := StartTCPStream(a.NS, b.NS, b.IP, 0, StreamOptions{})
+			if err != nil {
+				return "", 0, err
+			}
+			r.transfers[t.Name] = st
+			return fmt.Sprintf("start %s %s -> %s", t.Name, t.From, t.To), 0, nil
+		}
+		st, ok := r.transfers[s.Traffic.Stop]
+		if !ok {
+			return "", 0, fmt.Errorf("transfer %s: not running", s.Traffic.Stop)
+		}
+		delete(r.transfers, s.Traffic.Stop)
+		res, err := st.Stop()
+		return fmt.Sprintf("stop %s: %d bytes verified", s.Traffic.Stop, res.Received), 0, err
+	case s.Measure != nil:
+		return r.recovery(s.Measure.Recovery)
+	}
+	return "", 0, fmt.Errorf("step of kind %q: not supported", s.Kind())
+}
+
+func (r *runner) forget(match func(*scenario.Endpoint) bool) {
+	for n, e := range r.eps {
+		if match(e) {
+			delete(r.eps, n)
+		}
+	}
+}
+
+func (r *runner) check(c *scenario.Check) (string, time.Duration, error) {
+	if c.Direct != nil {
+		return r.direct(c.Direct)
+	}
+	pairs := c.Pairs()
+	var errs []error
+	for _, p := range pairs {
+		a, err := r.workload(p.From)
+		if err != nil {
+			return "", 0, err
+		}
+		b, err := r.target(a, p.To)
+		if err != nil {
+			return "", 0, err
+		}
+		bare := b.NS == a.NS
+		timeout := checkTimeout
+		if !c.Reach.Want {
+			timeout = negativeTimeout
+		}
+		for _, proto := range c.Over {
+			// Must-not-reach: toward a bare address only ICMP can tell (nothing serves TCP or
+			// UDP there); toward an endpoint only TCP and UDP can, because their server runs in
+			// the target's own namespace, while an echo reply could come from another VPC's
+			// endpoint at the same address, which is allowed.
+			if !c.Reach.Want && (bare != (proto == scenario.ICMP)) {
+				continue
+			}
+			ok, err := Reachable(a, b, Proto(proto), timeout)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s -> %s over %s: %w", p.From, p.To, proto, err))
+			} else if ok != c.Reach.Want {
+				verb := "did not reach"
+				if ok {
+					verb = "reached, and must not"
+				}
+				errs = append(errs, fmt.Errorf("%s -> %s over %s: %s", p.From, p.To, proto, verb))
+			}
+		}
+	}
+	what := fmt.Sprintf("reach %d pairs over %v", len(pairs), c.Over)
+	if !c.Reach.Want {
+		what = fmt.Sprintf("must not reach: %d pairs", len(pairs))
+	}
+	return what, 0, errors.Join(errs...)
+}
+
+// direct sends a flow's first packets, then more: the bouncers of the destination's network
+// must bounce nothing more once the sender's host learned the path.
+func (r *runner) direct(f *scenario.Flow) (string, time.Duration, error) {
+	a, err := r.workload(f.From)
+	if err != nil {
+		return "", 0, err
+	}
+	b, err := r.workload(f.To)
+	if err != nil {
+		return "", 0, err
+	}
+	what := fmt.Sprintf("direct path %s -> %s", f.From, f.To)
+	if _, err := Ping(a.NS, b.IP, 3, checkTimeout); err != nil {
+		return what, 0, fmt.Errorf("first packets: %w", err)
+	}
+	e := r.eps[f.To]
+	names, err := r.c.Controller.Bouncers(e.VPC, e.Network)
+	if err != nil {
+		return what, 0, err
+	}
+	count := func() (uint64, error) {
+		var n uint64
+		for _, name := range names {
+			h, ok := r.c.Host(name)
+			if !ok {
+				continue
+			}
+			c, err := h.DP.Counters()
+			if err != nil {
+				return 0, err
+			}
+			n += c.Get(dataplane.ReasonBounced)
+		}
+		return n, nil
+	}
+	before, err := count()
+	if err != nil {
+		return what, 0, err
+	}
+	if _, err := Ping(a.NS, b.IP, 10, checkTimeout); err != nil {
+		return what, 0, err
+	}
+	if _, err := Ping(b.NS, a.IP, 10, checkTimeout); err != nil {
+		return what, 0, err
+	}
+	after, err := count()
+	if err != nil {
+		return what, 0, err
+	}
+	if after != before {
+		return what, 0, fmt.Errorf("bouncers %v bounced %d packets after the first ones", names, after-before)
+	}
+	return what, 0, nil
+}
+
+// recovery measures from the last failure until the flow's traffic gets through.
+func (r *runner) recovery(rc *scenario.Recovery) (string, time.Duration, error) {
+	a, err := r.workload(rc.From)
+	if err != nil {
+		return "", 0, err
+	}
+	b, err := r.workload(rc.To)
+	if err != nil {
+		return "", 0, err
+	}
+	what := fmt.Sprintf("recovery %s -> %s", rc.From, rc.To)
+	since := r.lastFail
+	deadline := time.Now().Add(rc.Timeout)
+	for time.Now().Before(deadline) {
+		ok, err := Reachable(a, b, Proto(rc.Proto), 200*time.Millisecond)
+		if err != nil {
+			return what, 0, err
+		}
+		if ok {
+			return what, time.Since(since), nil
+		}
+	}
+	return what, 0, fmt.Errorf("not recovered within %v", rc.Timeout)
+}
