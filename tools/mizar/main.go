@@ -2,14 +2,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mizar-net/mizar/dataplane"
+	scenario "github.com/mizar-net/mizar/scenarios"
 	"github.com/mizar-net/mizar/testbed"
 )
 
@@ -45,8 +49,94 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(demoCommand(&g), cleanCommand(&g))
+	root.AddCommand(runCommand(&g), validateCommand(), demoCommand(&g), cleanCommand(&g))
 	return root.Execute()
+}
+
+func runCommand(g *globalOptions) *cobra.Command {
+	var generic bool
+	cmd := &cobra.Command{
+		Use:   "run FILE...",
+		Short: "Build each scenario on namespaces, play its timeline, report every step, tear it down",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			mode := dataplane.Native
+			if generic {
+				mode = dataplane.Generic
+			}
+			// Every file must be valid before anything is built.
+			var scs []*scenario.Scenario
+			var errs []error
+			for _, f := range files {
+				sc, err := scenario.Load(f)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				scs = append(scs, sc)
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			failed := 0
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			type row struct {
+				name          string
+				steps, failed int
+				took          time.Duration
+			}
+			var rows []row
+			for _, sc := range scs {
+				fmt.Fprintf(out, "%s: %s\n", sc.File, sc.Description)
+				start := time.Now()
+				results, err := testbed.RunScenario(cmd.Context(), sc, testbed.RunOptions{Mode: mode, Progress: out}, g.logger(cmd.ErrOrStderr()))
+				r := row{name: sc.Name, took: time.Since(start)}
+				for _, res := range results {
+					r.steps++
+					if res.Err != nil {
+						r.failed++
+					}
+				}
+				if err != nil {
+					failed++
+					fmt.Fprintf(out, "  %v\n", err)
+				}
+				rows = append(rows, r)
+			}
+			fmt.Fprintln(tw, "\nscenario\tsteps\tfailed\ttime")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%v\n", r.name, r.steps, r.failed, r.took.Round(time.Millisecond))
+			}
+			tw.Flush()
+			if failed > 0 {
+				return fmt.Errorf("%d of %d scenarios failed", failed, len(scs))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&generic, "generic", false, "attach XDP in generic (skb) mode instead of native")
+	return cmd
+}
+
+func validateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check scenario files without building anything",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			var errs []error
+			for _, f := range files {
+				sc, err := scenario.Load(f)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d hosts, %d VPCs, %d steps)\n", f, len(sc.Hosts()), len(sc.VPCs), len(sc.Steps))
+			}
+			return errors.Join(errs...)
+		},
+	}
 }
 
 type demoOptions struct {
