@@ -25,14 +25,15 @@ func TestScenarioLibrary(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out strings.Builder
-			_, err = RunScenario(context.Background(), sc, RunOptions{Progress: &out}, nil)
+			prefix := NewPrefix()
+			_, err = RunScenario(context.Background(), sc, RunOptions{Prefix: prefix, Progress: &out}, nil)
 			t.Logf("%s\n%s", sc.Name, out.String())
 			if err != nil {
 				t.Fatal(err)
 			}
+			assertNothingLeft(t, prefix)
 		})
 	}
-	assertNothingLeft(t)
 }
 
 // TestScenarioCheckCanFail breaks the data plane under the quickstart scenario (the bouncer
@@ -65,10 +66,11 @@ func TestScenarioCheckCanFail(t *testing.T) {
 	t.Logf("as expected: %v", err)
 }
 
-func assertNothingLeft(t *testing.T) {
+// assertNothingLeft looks for this run's names only: other packages' tests run alongside.
+func assertNothingLeft(t *testing.T, prefix string) {
 	entries, _ := os.ReadDir(NetnsDir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), DefaultPrefix) {
+		if strings.HasPrefix(e.Name(), prefix) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
