@@ -79,7 +79,7 @@ func (d *Dataplane) Attach(ns netns.NsHandle, ifname string, p Program, mode Mod
 		return fmt.Errorf("attach %s to %s: already attached", p, ifname)
 	}
 	var l link.Link
-	err = inNamespace(ns, func() error {
+	err = InNamespace(ns, func() error {
 		iface, err := netlink.LinkByName(ifname)
 		if err != nil {
 			return fmt.Errorf("find interface: %w", err)
@@ -136,9 +136,10 @@ func nsID(ns netns.NsHandle) string {
 	return ns.UniqueId()
 }
 
-// inNamespace runs fn on a thread switched into ns. The calling goroutine never moves; a thread
-// that cannot switch back stays locked so the runtime discards it.
-func inNamespace(ns netns.NsHandle, fn func() error) error {
+// InNamespace runs fn on a thread switched into ns (netns.None(): the caller's namespace, on the
+// caller's goroutine). The calling goroutine never moves; a thread that cannot switch back stays
+// locked so the runtime discards it. Sockets fn creates stay in ns.
+func InNamespace(ns netns.NsHandle, fn func() error) error {
 	if !ns.IsOpen() {
 		return fn()
 	}

@@ -15,22 +15,7 @@ import (
 // a verified TCP exchange go from endpoint to endpoint; the bouncer's counters show it carried
 // the first packets, and the hosts' counters show the direct path took over.
 func TestRealTraffic(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test creates network namespaces and needs root (CI runs as root)")
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	lab := testbed.NewLab(testbed.NewPrefix(), log)
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("clean up: %v", err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	lab, log, must := newLab(t)
 	o, err := testbed.BuildOverlay(lab, testbed.OverlaySpec{Hosts: 3, Bouncers: []int{2}, Endpoints: []int{0, 1}}, log)
 	must(err)
 	t.Cleanup(func() { o.Close() })
@@ -94,22 +79,7 @@ func TestRealTraffic(t *testing.T) {
 // learned: the old host sends what still arrives on to the bouncer, the endpoint answers from its
 // new host, and the sender learns the new place. No packet is lost.
 func TestStaleDirectPathHeals(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test creates network namespaces and needs root (CI runs as root)")
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	lab := testbed.NewLab(testbed.NewPrefix(), log)
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("clean up: %v", err)
-		}
-	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	lab, log, must := newLab(t)
 	// Hosts 0..3; bouncer on 3; endpoints on 0, 1 and 2; the one on 1 moves to 2.
 	o, err := testbed.BuildOverlay(lab, testbed.OverlaySpec{Hosts: 4, Bouncers: []int{3}, Endpoints: []int{0, 1, 2}}, log)
 	must(err)
@@ -147,4 +117,24 @@ func TestStaleDirectPathHeals(t *testing.T) {
 		t.Errorf("after the move, host 0 learned %v %v, want the new host %v", h, ok, dst.IP)
 	}
 	t.Logf("after the move: %d/%d replies, rerouted by the old host: %d", res.Received, res.Sent, after.Sub(before).Get(dataplane.ReasonRerouted))
+}
+
+// newLab is a lab removed at the end of the test, its logger, and a fatal error check.
+func newLab(t *testing.T) (*testbed.Lab, *slog.Logger, func(error)) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates network namespaces and needs root (CI runs as root)")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lab := testbed.NewLab(testbed.NewPrefix(), log)
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("clean up: %v", err)
+		}
+	})
+	return lab, log, func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

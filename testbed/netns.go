@@ -15,6 +15,8 @@ import (
 	"runtime"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/mizar-net/mizar/dataplane"
 )
 
 // NetnsDir is where named network namespaces are bind-mounted, as by
@@ -28,32 +30,10 @@ const NetnsDir = "/run/netns"
 //
 // Sockets created by fn stay in ns and may be used after Do returns.
 func Do(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			// setns failed, the thread is still where it was.
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", ns, err)
-			return
-		}
-		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(fnErr, fmt.Errorf("return to netns %s: %w", orig, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
+	if !ns.IsOpen() {
+		return fmt.Errorf("enter netns: %w", ErrClosed)
+	}
+	return dataplane.InNamespace(ns, fn)
 }
 
 // NewNamed creates a network namespace bind-mounted at NetnsDir/name, like
