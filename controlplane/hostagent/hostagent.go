@@ -127,17 +127,9 @@ func (a *Agent) ifindex(name string) (int, error) {
 	if name == "" {
 		return 0, fmt.Errorf("endpoint op without an interface: %w", controlplane.ErrInvalid)
 	}
-	var (
-		h   *netlink.Handle
-		err error
-	)
-	if a.ns.IsOpen() {
-		h, err = netlink.NewHandleAt(a.ns)
-	} else {
-		h, err = netlink.NewHandle()
-	}
+	h, err := handle(a.ns)
 	if err != nil {
-		return 0, fmt.Errorf("netlink in host namespace: %w", err)
+		return 0, err
 	}
 	defer h.Close()
 	l, err := h.LinkByName(name)
@@ -145,4 +137,21 @@ func (a *Agent) ifindex(name string) (int, error) {
 		return 0, fmt.Errorf("find %s: %w", name, err)
 	}
 	return l.Attrs().Index, nil
+}
+
+// handle is a netlink handle in ns, or in the caller's namespace for netns.None().
+func handle(ns netns.NsHandle) (*netlink.Handle, error) {
+	var (
+		h   *netlink.Handle
+		err error
+	)
+	if ns.IsOpen() {
+		h, err = netlink.NewHandleAt(ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netlink in host namespace: %w", err)
+	}
+	return h, nil
 }

@@ -82,17 +82,9 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 // substrate reads the host's underlay settings off its interface.
 func substrate(ns netns.NsHandle, ifname string) (dataplane.HostConfig, error) {
 	var cfg dataplane.HostConfig
-	var (
-		h   *netlink.Handle
-		err error
-	)
-	if ns.IsOpen() {
-		h, err = netlink.NewHandleAt(ns)
-	} else {
-		h, err = netlink.NewHandle()
-	}
+	h, err := handle(ns)
 	if err != nil {
-		return cfg, fmt.Errorf("netlink: %w", err)
+		return cfg, err
 	}
 	defer h.Close()
 	l, err := h.LinkByName(ifname)

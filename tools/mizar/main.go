@@ -26,6 +26,30 @@ func main() {
 
 type globalOptions struct {
 	verbose bool
+	generic bool
+}
+
+// mode is the XDP attach mode the flags ask for.
+func (g *globalOptions) mode() dataplane.Mode {
+	if g.generic {
+		return dataplane.Generic
+	}
+	return dataplane.Native
+}
+
+// loadAll parses every file before anything is built, and reports every file's errors.
+func loadAll(files []string) ([]*scenario.Scenario, error) {
+	var scs []*scenario.Scenario
+	var errs []error
+	for _, f := range files {
+		sc, err := scenario.Load(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		scs = append(scs, sc)
+	}
+	return scs, errors.Join(errs...)
 }
 
 func (g *globalOptions) logger(w io.Writer) *slog.Logger {
@@ -46,6 +70,7 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug messages")
+	root.PersistentFlags().BoolVar(&g.generic, "generic", false, "attach XDP in generic (skb) mode instead of native")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -54,28 +79,13 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 }
 
 func runCommand(g *globalOptions) *cobra.Command {
-	var generic bool
-	cmd := &cobra.Command{
+	return &cobra.Command{
 		Use:   "run FILE...",
 		Short: "Build each scenario on namespaces, play its timeline, report every step, tear it down",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			mode := dataplane.Native
-			if generic {
-				mode = dataplane.Generic
-			}
-			// Every file must be valid before anything is built.
-			var scs []*scenario.Scenario
-			var errs []error
-			for _, f := range files {
-				sc, err := scenario.Load(f)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				scs = append(scs, sc)
-			}
-			if err := errors.Join(errs...); err != nil {
+			scs, err := loadAll(files)
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -90,7 +100,7 @@ func runCommand(g *globalOptions) *cobra.Command {
 			for _, sc := range scs {
 				fmt.Fprintf(out, "%s: %s\n", sc.File, sc.Description)
 				start := time.Now()
-				results, err := testbed.RunScenario(cmd.Context(), sc, testbed.RunOptions{Mode: mode, Progress: out}, g.logger(cmd.ErrOrStderr()))
+				results, err := testbed.RunScenario(cmd.Context(), sc, testbed.RunOptions{Mode: g.mode(), Progress: out}, g.logger(cmd.ErrOrStderr()))
 				r := row{name: sc.Name, took: time.Since(start)}
 				for _, res := range results {
 					r.steps++
@@ -115,8 +125,6 @@ func runCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&generic, "generic", false, "attach XDP in generic (skb) mode instead of native")
-	return cmd
 }
 
 func validateCommand() *cobra.Command {
@@ -125,41 +133,26 @@ func validateCommand() *cobra.Command {
 		Short: "Check scenario files without building anything",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			var errs []error
-			for _, f := range files {
-				sc, err := scenario.Load(f)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d hosts, %d VPCs, %d steps)\n", f, len(sc.Hosts()), len(sc.VPCs), len(sc.Steps))
+			scs, err := loadAll(files)
+			for _, sc := range scs {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d hosts, %d VPCs, %d steps)\n", sc.File, len(sc.Hosts()), len(sc.VPCs), len(sc.Steps))
 			}
-			return errors.Join(errs...)
+			return err
 		},
 	}
 }
 
-type demoOptions struct {
-	bytes   int
-	generic bool
-}
-
 func demoCommand(g *globalOptions) *cobra.Command {
-	var o demoOptions
+	var bytes int
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Build the quickstart overlay, send ICMP, TCP and UDP through it, tear it down",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode := dataplane.Native
-			if o.generic {
-				mode = dataplane.Generic
-			}
-			return testbed.Demo(cmd.OutOrStdout(), testbed.DemoOptions{Bytes: o.bytes, Mode: mode}, g.logger(cmd.ErrOrStderr()))
+			return testbed.Demo(cmd.OutOrStdout(), testbed.DemoOptions{Bytes: bytes, Mode: g.mode()}, g.logger(cmd.ErrOrStderr()))
 		},
 	}
-	cmd.Flags().IntVar(&o.bytes, "bytes", 8<<20, "bytes of the TCP exchange")
-	cmd.Flags().BoolVar(&o.generic, "generic", false, "attach XDP in generic (skb) mode instead of native")
+	cmd.Flags().IntVar(&bytes, "bytes", 8<<20, "bytes of the TCP exchange")
 	return cmd
 }
 
