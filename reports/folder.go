@@ -76,8 +76,11 @@ func Load(path string) (*Report, error) {
 	return &r, nil
 }
 
-// Render rewrites summary.md and the plots of dir from its report.json.
+// Render rewrites summary.md and the plots of the run folder dir from its report.json.
 func Render(dir string) error {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("render %s: not a run folder (give the folder that holds %s)", dir, ReportFile)
+	}
 	r, err := Load(dir)
 	if err != nil {
 		return err
