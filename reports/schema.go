@@ -20,9 +20,9 @@ type Report struct {
 	Dirty    bool      `json:"dirty"`    // the checkout had uncommitted changes
 	Kernel   string    `json:"kernel"`   // uname -r
 	CPU      string    `json:"cpu"`      // model name from /proc/cpuinfo
-	CPUs     int       `json:"cpus"`
-	Started  time.Time `json:"started"`
-	Seconds  float64   `json:"seconds"` // wall time of the whole run
+	CPUs     int       `json:"cpus"`     // CPUs the run could use (runtime.NumCPU)
+	Started  time.Time `json:"started"`  // when the run began, RFC 3339 in UTC
+	Seconds  float64   `json:"seconds"`  // wall time of the whole run
 	// Config is what the run was asked to do (sizes, durations, attach mode), as strings so
 	// that the schema does not change with every new knob.
 	Config map[string]string `json:"config,omitempty"`

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -163,14 +162,11 @@ func sizeLabel(p Provisioning) string {
 // mizarRows are the mizar-mode provisioning rows, smallest first.
 func mizarRows(r *Report) []Provisioning {
 	var rows []Provisioning
-	for _, p := range r.Provisioning {
+	for _, p := range sortedProvisioning(r) {
 		if p.Mode == ModeMizar {
 			rows = append(rows, p)
 		}
 	}
-	slices.SortStableFunc(rows, func(a, b Provisioning) int {
-		return cmp.Or(cmp.Compare(a.Endpoints, b.Endpoints), cmp.Compare(a.Hosts, b.Hosts), cmp.Compare(a.Bouncers, b.Bouncers))
-	})
 	return rows
 }
 
