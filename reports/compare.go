@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 )
 
 // figure is one number of a report that Compare can match across reports.
@@ -22,18 +21,11 @@ func Compare(a, b *Report) string {
 	row := func(name string, f func(*Report) string) []string { return []string{name, f(a), f(b)} }
 	table(&out, []string{"", "old (A)", "new (B)"}, [][]string{
 		row("scenario", func(r *Report) string { return r.Scenario }),
-		row("commit", func(r *Report) string {
-			if r.Dirty {
-				return r.Commit + " (uncommitted changes)"
-			}
-			return r.Commit
-		}),
+		row("commit", commitText),
 		row("kernel", func(r *Report) string { return r.Kernel }),
-		row("CPU", func(r *Report) string { return fmt.Sprintf("%s, %s", r.CPU, plural(r.CPUs, "CPU")) }),
-		row("date", func(r *Report) string { return r.Started.UTC().Format(time.RFC3339) }),
-		row("duration", func(r *Report) string {
-			return time.Duration(r.Seconds * float64(time.Second)).Round(time.Millisecond).String()
-		}),
+		row("CPU", cpuText),
+		row("date", startedText),
+		row("duration", durationText),
 	})
 	compareFigures(&out, "Provisioning", "times in ms", provisioningFigures(a), provisioningFigures(b))
 	compareFigures(&out, "Traffic", "ratios are to the baseline of the same run", trafficFigures(a), trafficFigures(b))

@@ -35,26 +35,40 @@ func markdown(r *Report, plots []plotFile) string {
 	return b.String()
 }
 
-func header(b *strings.Builder, r *Report) {
-	commit := cmp.Or(r.Commit, Unknown)
+// The header's fields as shown, with what is not known said so.
+func commitText(r *Report) string {
 	if r.Dirty {
-		commit += " (uncommitted changes)"
+		return cmp.Or(r.Commit, Unknown) + " (uncommitted changes)"
 	}
-	cpu := cmp.Or(r.CPU, Unknown)
+	return cmp.Or(r.Commit, Unknown)
+}
+
+func cpuText(r *Report) string {
 	if r.CPUs > 0 {
-		cpu = fmt.Sprintf("%s, %s", cpu, plural(r.CPUs, "CPU"))
+		return fmt.Sprintf("%s, %s", cmp.Or(r.CPU, Unknown), plural(r.CPUs, "CPU"))
 	}
-	started := Unknown
-	if !r.Started.IsZero() {
-		started = r.Started.UTC().Format(time.RFC3339)
+	return cmp.Or(r.CPU, Unknown)
+}
+
+func startedText(r *Report) string {
+	if r.Started.IsZero() {
+		return Unknown
 	}
+	return r.Started.UTC().Format(time.RFC3339)
+}
+
+func durationText(r *Report) string {
+	return time.Duration(r.Seconds * float64(time.Second)).Round(time.Millisecond).String()
+}
+
+func header(b *strings.Builder, r *Report) {
 	rows := [][]string{
 		{"scenario", cmp.Or(r.Scenario, Unknown)},
-		{"commit", commit},
+		{"commit", commitText(r)},
 		{"kernel", cmp.Or(r.Kernel, Unknown)},
-		{"CPU", cpu},
-		{"date", started},
-		{"duration", (time.Duration(r.Seconds * float64(time.Second))).Round(time.Millisecond).String()},
+		{"CPU", cpuText(r)},
+		{"date", startedText(r)},
+		{"duration", durationText(r)},
 		{"schema", r.Schema},
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Config)) {
