@@ -2,11 +2,14 @@ package reports
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 )
 
@@ -29,6 +32,9 @@ func Write(dir string, r *Report) error {
 	}
 	if out.Schema != SchemaVersion {
 		return fmt.Errorf("write report to %s: schema %q: %w (this code writes %s)", dir, out.Schema, ErrSchema, SchemaVersion)
+	}
+	if field := nonFinite(reflect.ValueOf(out), "report"); field != "" {
+		return fmt.Errorf("write report to %s: %s is not a finite number (JSON has no NaN or infinity)", dir, field)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("make run folder: %w", err)
@@ -118,6 +124,38 @@ func writeFile(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// nonFinite names the first NaN or infinite number in v (path is v's name), "" when none:
+// encoding/json refuses them without saying where they are.
+func nonFinite(v reflect.Value, path string) string {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Sprintf("%s (%v)", path, f)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return nonFinite(v.Elem(), path)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if f.IsExported() && name != "-" {
+				if bad := nonFinite(v.Field(i), path+"."+cmp.Or(name, f.Name)); bad != "" {
+					return bad
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if bad := nonFinite(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); bad != "" {
+				return bad
+			}
+		}
+	}
+	return ""
 }
 
 // jsonError adds line:column to a decoding error, which encoding/json gives as an offset.

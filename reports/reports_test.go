@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,6 +261,19 @@ func TestWriteRefusesOtherSchema(t *testing.T) {
 	r.Schema = "mizar-report/v0"
 	if err := Write(dir, r); !errors.Is(err, ErrSchema) {
 		t.Fatalf("Write of schema v0: %v, want ErrSchema", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused Write made the folder (stat: %v)", err)
+	}
+}
+
+func TestWriteRefusesNaN(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	r := synthetic()
+	r.Traffic[3].Dist.P99 = math.NaN()
+	err := Write(dir, r)
+	if err == nil || !strings.Contains(err.Error(), "report.traffic[3].dist.p99 (NaN)") {
+		t.Fatalf("Write with a NaN: %v, want an error naming report.traffic[3].dist.p99", err)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("refused Write made the folder (stat: %v)", err)
