@@ -43,11 +43,8 @@ func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, lo
 	if opts.Prefix == "" {
 		opts.Prefix = NewPrefix()
 	}
-	if sc.Fabric == scenario.Routed {
-		return nil, fmt.Errorf("%s: fabric %q: only the bridged fabric is built so far", sc.File, sc.Fabric)
-	}
 	start := time.Now()
-	c, err := NewCluster(opts.Prefix, ClusterOptions{MTU: sc.MTU, Mode: opts.Mode}, log)
+	c, err := NewCluster(opts.Prefix, ClusterOptions{MTU: sc.MTU, Mode: opts.Mode, Fabric: Fabric(sc.Fabric)}, log)
 	if err != nil {
 		return nil, err
 	}
