@@ -80,8 +80,7 @@ func checkOverlay(t *testing.T, c *Cluster, a, b, cr Workload, bouncer string) {
 	}
 	if _, err := Ping(a.NS, b.IP, 3, 2*time.Second); err != nil {
 		t.Errorf("a -> b: %v", err)
-	}
-	if n := bounced(); n == 0 {
+	} else if bounced() == 0 {
 		t.Errorf("a reached b without the bouncer %s bouncing anything", bouncer)
 	}
 	if _, err := TCPExchange(b.NS, a.NS, a.IP, 0, 1<<20, 10*time.Second); err != nil {
