@@ -61,51 +61,46 @@ type agentServer interface {
 	HostAgent
 }
 
+// unary is the method name of the service, served by call on a decoded Req.
+func unary[Req any](name string, call func(srv any, ctx context.Context, req *Req) (any, error)) grpc.MethodDesc {
+	return grpc.MethodDesc{
+		MethodName: name,
+		Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+			req := new(Req)
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			if icpt == nil {
+				return call(srv, ctx, req)
+			}
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + agentService + "/" + name}
+			return icpt(ctx, req, info, func(ctx context.Context, req any) (any, error) { return call(srv, ctx, req.(*Req)) })
+		},
+	}
+}
+
 var agentServiceDesc = grpc.ServiceDesc{
 	ServiceName: agentService,
 	HandlerType: (*agentServer)(nil),
-	Methods: []grpc.MethodDesc{{
-		MethodName: "Stats",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
-			req := new(StatsRequest)
-			if err := dec(req); err != nil {
+	Methods: []grpc.MethodDesc{
+		unary("Apply", func(srv any, ctx context.Context, req *ApplyRequest) (any, error) {
+			if err := srv.(HostAgent).Apply(ctx, req.Ops); err != nil {
 				return nil, err
 			}
-			call := func(ctx context.Context, _ any) (any, error) {
-				r, ok := srv.(StatsReporter)
-				if !ok {
-					return nil, status.Error(codes.Unimplemented, "this host agent reports no stats")
-				}
-				st, err := r.Stats(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return &st, nil
+			return &ApplyReply{}, nil
+		}),
+		unary("Stats", func(srv any, ctx context.Context, _ *StatsRequest) (any, error) {
+			r, ok := srv.(StatsReporter)
+			if !ok {
+				return nil, status.Error(codes.Unimplemented, "this host agent reports no stats")
 			}
-			if icpt == nil {
-				return call(ctx, req)
-			}
-			return icpt(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: agentStatsPath}, call)
-		},
-	}, {
-		MethodName: "Apply",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
-			req := new(ApplyRequest)
-			if err := dec(req); err != nil {
+			st, err := r.Stats(ctx)
+			if err != nil {
 				return nil, err
 			}
-			call := func(ctx context.Context, req any) (any, error) {
-				if err := srv.(HostAgent).Apply(ctx, req.(*ApplyRequest).Ops); err != nil {
-					return nil, err
-				}
-				return &ApplyReply{}, nil
-			}
-			if icpt == nil {
-				return call(ctx, req)
-			}
-			return icpt(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: agentApplyPath}, call)
-		},
-	}},
+			return &st, nil
+		}),
+	},
 	Metadata: "controlplane/grpcagent.go",
 }
 

@@ -33,6 +33,11 @@ const (
 // agent is a process: its maps are never written.
 var passConfig = dataplane.Config{MaxEndpoints: 1, MaxIfindex: 1, MaxLearned: 1, MaxNetworks: 1, MaxHosts: 1}
 
+// Agent processes run a real agent program (mizar-agent, or "mizar agent"), never a re-run of
+// the calling program with a magic environment variable: a test binary or a user's program that
+// forgot to divert on that variable would run its own tests or scenarios again in every child.
+// Tests build tools/mizar-agent once with go build; the mizar CLI starts itself as "mizar agent".
+
 // startAgentProcess starts the host's agent as a child process serving gRPC on loopback, in
 // the root namespace, working on the host's namespace by name, and dials it.
 func (c *Cluster) startAgentProcess(ctx context.Context, h *ClusterHost) (err error) {
@@ -136,7 +141,8 @@ type process struct {
 // log at debug level, and its last lines into errors about it.
 func startProcess(ctx context.Context, argv []string, log *slog.Logger) (*process, error) {
 	p := &process{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), stderr: &tail{log: log}}
-	// Should the test process die first, the kernel kills the agents with it.
+	// Should the test process die first, the kernel kills the agents with it (strictly: when
+	// the thread that forked dies; Go keeps its threads unless a locked goroutine exits).
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stderr = p.stderr
 	first := &firstLine{line: make(chan string, 1)}

@@ -249,3 +249,22 @@ func TestClusterAgentProcesses(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterAgentProcessFails: an agent that dies before serving fails AddHost with what it
+// said, and the cluster still closes clean.
+func TestClusterAgentProcessFails(t *testing.T) {
+	requireRoot(t)
+	prefix := NewPrefix()
+	c, err := NewCluster(prefix, ClusterOptions{AgentProcesses: true, AgentCommand: []string{"sh", "-c", "echo cannot load >&2; exit 3", "agent"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.AddHost(context.Background(), "h1")
+	if err == nil || !strings.Contains(err.Error(), "cannot load") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("add host with a failing agent: %v, want its exit status and stderr", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	assertNothingLeft(t, prefix)
+}
