@@ -108,8 +108,9 @@ type clusterEndpoint struct {
 }
 
 // Cluster is hosts in namespaces on a bridged or routed fabric, programmed by a real control
-// plane through host agents in the test process or in their own processes. Endpoint namespaces are made by the host agent when the
-// control plane programs an endpoint (as a CNI plugin would) and removed when it deletes it.
+// plane through host agents in the test process or in their own processes. Endpoint
+// namespaces are made by the testbed's wrapper of each host's agent when the control plane
+// programs an endpoint (as a CNI plugin would) and removed when it deletes it.
 type Cluster struct {
 	Lab        *Lab
 	Fabric     *Namespace
@@ -289,8 +290,8 @@ func (c *Cluster) wire(h *ClusterHost, n int, pair VethPair) (netip.Addr, error)
 	if err := AddDefaultRoute(h.NS, router, "eth0"); err != nil {
 		return ip, err
 	}
-	// The host's transit program sees the router's ARP requests before its kernel would; a
-	// static entry keeps the router from depending on them.
+	// A permanent entry: the router forwards a host's first packets at once instead of
+	// queueing them behind ARP, which the host answers only after its transit program.
 	if err := AddNeighbor(c.Fabric, pair.B.Name, ip, pair.A.MAC); err != nil {
 		return ip, err
 	}
