@@ -17,6 +17,7 @@ import (
 
 	"github.com/mizar-net/mizar/controlplane"
 	"github.com/mizar-net/mizar/dataplane"
+	scenario "github.com/mizar-net/mizar/scenarios"
 )
 
 // overlayOnThreeHosts brings up three hosts, VPC blue with network web whose one bouncer is
@@ -217,6 +218,9 @@ func TestClusterAgentProcesses(t *testing.T) {
 				procs = append(procs, r.proc)
 			}
 			checkOverlay(t, c, a, b, cr, bouncer)
+			if kids := children(t); len(kids) != len(procs) {
+				t.Errorf("child processes while running: %v, want the %d agents", kids, len(procs))
+			}
 
 			sent := c.Controller.Stats().Total.PerHost
 			hosts := c.Hosts()
@@ -246,6 +250,9 @@ func TestClusterAgentProcesses(t *testing.T) {
 				}
 			}
 			assertNothingLeft(t, prefix)
+			if kids := children(t); len(kids) > 0 {
+				t.Errorf("processes left running: %v", kids)
+			}
 		})
 	}
 }
@@ -267,4 +274,57 @@ func TestClusterAgentProcessFails(t *testing.T) {
 		t.Errorf("close: %v", err)
 	}
 	assertNothingLeft(t, prefix)
+}
+
+// TestScenarioAgentProcesses plays quickstart and the routed scenario with every host's agent
+// in its own process.
+func TestScenarioAgentProcesses(t *testing.T) {
+	requireRoot(t)
+	bin := buildAgent(t)
+	for _, f := range []string{"quickstart.yaml", "routed.yaml", "host-failure.yaml"} {
+		t.Run(f, func(t *testing.T) {
+			sc, err := scenario.Load(filepath.Join("../scenarios", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			prefix := NewPrefix()
+			_, err = RunScenario(context.Background(), sc, RunOptions{Prefix: prefix, Progress: &out, AgentProcesses: true, AgentCommand: []string{bin}}, nil)
+			t.Logf("%s\n%s", sc.Name, out.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertNothingLeft(t, prefix)
+			if kids := children(t); len(kids) > 0 {
+				t.Errorf("processes left running: %v", kids)
+			}
+		})
+	}
+}
+
+// children lists this process's child processes by pid and name.
+func children(t *testing.T) []string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces, so split after its ')'.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		if fields := strings.Fields(s[i+1:]); len(fields) < 2 || fields[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		out = append(out, s[:i+1])
+	}
+	return out
 }
