@@ -44,6 +44,9 @@ const (
 	// MAC. The controller does not know substrate MACs and never sends it; it exists so that
 	// whoever does (a testbed, an operator tool) can use the same transport.
 	OpUpsertNeighbor
+	// OpDeleteNeighbor forgets a peer's next-hop MAC: IP. Like OpUpsertNeighbor, never sent by
+	// the controller.
+	OpDeleteNeighbor
 	opMax
 )
 
@@ -60,6 +63,7 @@ var opKindNames = [...]string{
 	OpUpsertVPC:          "upsert-vpc",
 	OpDeleteVPC:          "delete-vpc",
 	OpUpsertNeighbor:     "upsert-neighbor",
+	OpDeleteNeighbor:     "delete-neighbor",
 }
 
 func (k OpKind) String() string {

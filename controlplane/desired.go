@@ -48,7 +48,7 @@ func (d desired) put(host string, op Op) {
 func keyOf(op Op) opKey {
 	k := opKey{kind: op.Kind, vni: op.VNI}
 	switch op.Kind {
-	case OpUpsertEndpoint, OpUpsertBouncerEntry:
+	case OpUpsertEndpoint, OpUpsertBouncerEntry, OpUpsertNeighbor:
 		k.ip = op.IP
 	case OpUpsertNetwork, OpSetBouncers:
 		k.netID = op.NetID
@@ -231,6 +231,7 @@ var phase = [opMax]int{
 	OpUpsertBouncerEntry: 8,
 	OpUpsertEndpoint:     9,
 	OpUpsertNeighbor:     10,
+	OpDeleteNeighbor:     10,
 }
 
 func sortOps(ops []Op) {

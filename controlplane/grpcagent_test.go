@@ -1,12 +1,16 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func serveAgent(t *testing.T, agent HostAgent) string {
@@ -76,5 +80,33 @@ func TestControllerOverGRPC(t *testing.T) {
 	}
 	if s := c.Stats().Total.Total; total != s || total == 0 {
 		t.Errorf("agents got %d ops over gRPC, controller counted %d", total, s)
+	}
+}
+
+// statsAgent is a RecordingAgent that reports how many ops it recorded.
+type statsAgent struct{ *RecordingAgent }
+
+func (s statsAgent) Stats(context.Context) (AgentStats, error) {
+	return AgentStats{Writes: uint64(len(s.Ops())), Counters: map[string]uint64{"bounced": 3}}, nil
+}
+
+func TestGRPCAgentStats(t *testing.T) {
+	rec := statsAgent{NewRecordingAgent()}
+	client, closer, err := DialAgent(serveAgent(t, rec))
+	must(t, err)
+	defer closer.Close()
+	must(t, client.Apply(ctx, []Op{{Kind: OpUpsertNeighbor, IP: hostIP(2), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}, {Kind: OpDeleteNeighbor, IP: hostIP(2)}}))
+	st, err := client.(StatsReporter).Stats(ctx)
+	must(t, err)
+	if st.Writes != 2 || st.Counters["bounced"] != 3 {
+		t.Errorf("stats over grpc: %+v, want 2 writes and bounced=3", st)
+	}
+
+	// An agent that reports nothing says so.
+	plain, closer2, err := DialAgent(serveAgent(t, NewRecordingAgent()))
+	must(t, err)
+	defer closer2.Close()
+	if _, err := plain.(StatsReporter).Stats(ctx); status.Code(errors.Unwrap(err)) != codes.Unimplemented {
+		t.Errorf("stats of an agent without them: %v, want Unimplemented", err)
 	}
 }

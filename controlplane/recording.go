@@ -43,6 +43,8 @@ func (a *RecordingAgent) Apply(_ context.Context, ops []Op) error {
 			delete(a.table, opKey{kind: OpSetBouncers, vni: op.VNI, netID: op.NetID})
 		case OpDeleteVPC:
 			delete(a.table, opKey{kind: OpUpsertVPC, vni: op.VNI})
+		case OpDeleteNeighbor:
+			delete(a.table, opKey{kind: OpUpsertNeighbor, ip: op.IP})
 		default:
 			return fmt.Errorf("apply %v: %w: unknown kind", op.Kind, ErrInvalid)
 		}

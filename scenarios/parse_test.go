@@ -17,7 +17,7 @@ import (
 // library is every scenario file shipped in this folder.
 var library = []string{
 	"quickstart.yaml", "multi-bouncer.yaml", "same-host.yaml", "isolation.yaml", "dividers.yaml",
-	"scale-live.yaml", "recreate.yaml", "direct-path.yaml", "host-failure.yaml",
+	"scale-live.yaml", "recreate.yaml", "direct-path.yaml", "host-failure.yaml", "routed.yaml",
 }
 
 func TestLibraryParses(t *testing.T) {
@@ -100,6 +100,7 @@ func TestLibraryPlacement(t *testing.T) {
 		{"quickstart.yaml", "blue", "front", "h3", "h3"},
 		{"same-host.yaml", "blue", "app", "h3", ""},
 		{"host-failure.yaml", "blue", "app", "h3", "h3"},
+		{"routed.yaml", "blue", "front", "h3", "h3"},
 	} {
 		s, err := Load(tc.file)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 
@@ -15,25 +16,90 @@ import (
 	"github.com/mizar-net/mizar/dataplane"
 )
 
+// Fabric is how a Cluster joins its hosts' underlay.
+type Fabric string
+
+const (
+	// Bridge puts every host on one L2 segment: a Linux bridge in the fabric namespace, hosts
+	// in one /16. The default.
+	Bridge Fabric = "bridge"
+	// Routed makes the fabric namespace a router: each host has its own /24 link to it (host n
+	// is 192.168.n.2, the router 192.168.n.1) and a default route through it, and reaches every
+	// peer through the router's MAC. The router decrements the TTL and rewrites MACs.
+	Routed Fabric = "routed"
+)
+
 // ClusterOptions shapes a Cluster.
 type ClusterOptions struct {
-	MTU   int                // underlay MTU (default 1500)
-	Mode  dataplane.Mode     // XDP attach mode
-	Store controlplane.Store // the control plane's store (default in memory)
-	// DataplaneConfig sizes every host's maps (defaults when zero).
+	MTU    int                // underlay MTU (default 1500)
+	Mode   dataplane.Mode     // XDP attach mode
+	Store  controlplane.Store // the control plane's store (default in memory)
+	Fabric Fabric             // the underlay (default Bridge)
+	// DataplaneConfig sizes every host's maps (defaults when zero). Agent processes size
+	// their own.
 	DataplaneConfig dataplane.Config
+	// AgentProcesses runs each host's agent as its own process (mizar-agent) serving gRPC on
+	// 127.0.0.1, and the control plane programs it through controlplane.DialAgent, as it
+	// would a real machine.
+	AgentProcesses bool
+	// AgentCommand is the agent program and its leading arguments, to which the cluster adds
+	// mizar-agent's flags (default: mizar-agent from $PATH).
+	AgentCommand []string
+}
+
+// HostDataplane is what the testbed itself reads and writes on a host's data plane, beside
+// the control plane's ops: a *dataplane.Dataplane in the test process, or, with agent
+// processes, the data plane in the host's agent, reached over gRPC.
+type HostDataplane interface {
+	Counters() (dataplane.Counters, error)
+	UpsertNeighbor(host netip.Addr, mac net.HardwareAddr) error
+	DeleteNeighbor(host netip.Addr) error
+	Close() error
 }
 
 // ClusterHost is a host of a Cluster: a namespace on the fabric with its data plane.
 type ClusterHost struct {
-	Name   string
-	NS     *Namespace
-	IP     netip.Addr
-	MAC    net.HardwareAddr
-	DP     *dataplane.Dataplane
-	Agent  *hostagent.Agent
-	port   string // its veth's end on the fabric bridge
-	failed bool
+	Name string
+	NS   *Namespace
+	IP   netip.Addr
+	MAC  net.HardwareAddr
+	DP   HostDataplane
+	// Agent is the host's agent as the control plane sees it, before the testbed's plumbing:
+	// a *hostagent.Agent, or a gRPC client of the agent process. Both report
+	// controlplane.AgentStats (see Stats).
+	Agent controlplane.HostAgent
+	// pass attaches the pass program to the host's veths that XDP transmits into: the
+	// host's own data plane, or a local one when the host's agent is a process.
+	pass      *dataplane.Dataplane
+	ownPass   bool   // pass is the local one, closed with the host
+	port      string // its veth's end in the fabric namespace
+	routerMAC net.HardwareAddr
+	failed    bool
+}
+
+// Stats asks the host's agent what it applied and counted.
+func (h *ClusterHost) Stats(ctx context.Context) (controlplane.AgentStats, error) {
+	r, ok := h.Agent.(controlplane.StatsReporter)
+	if !ok {
+		return controlplane.AgentStats{}, fmt.Errorf("host %s: agent %T reports no stats", h.Name, h.Agent)
+	}
+	return r.Stats(ctx)
+}
+
+// nextHop is the underlay MAC h sends to peer through.
+func (h *ClusterHost) nextHop(peer *ClusterHost) net.HardwareAddr {
+	if h.routerMAC != nil {
+		return h.routerMAC
+	}
+	return peer.MAC
+}
+
+func (h *ClusterHost) close() error {
+	err := h.DP.Close()
+	if h.ownPass {
+		err = errors.Join(err, h.pass.Close())
+	}
+	return err
 }
 
 type clusterEndpoint struct {
@@ -41,9 +107,10 @@ type clusterEndpoint struct {
 	host string
 }
 
-// Cluster is hosts in namespaces on a bridged fabric, programmed by a real control plane
-// through in-process host agents. Endpoint namespaces are made by the host agent when the
-// control plane programs an endpoint (as a CNI plugin would) and removed when it deletes it.
+// Cluster is hosts in namespaces on a bridged or routed fabric, programmed by a real control
+// plane through host agents in the test process or in their own processes. Endpoint
+// namespaces are made by the testbed's wrapper of each host's agent when the control plane
+// programs an endpoint (as a CNI plugin would) and removed when it deletes it.
 type Cluster struct {
 	Lab        *Lab
 	Fabric     *Namespace
@@ -75,6 +142,19 @@ func NewCluster(prefix string, opts ClusterOptions, log *slog.Logger) (_ *Cluste
 	if opts.MTU == 0 {
 		opts.MTU = 1500
 	}
+	if opts.Fabric == "" {
+		opts.Fabric = Bridge
+	}
+	if opts.Fabric != Bridge && opts.Fabric != Routed {
+		return nil, fmt.Errorf("cluster fabric %q: %w (want %s or %s)", opts.Fabric, controlplane.ErrInvalid, Bridge, Routed)
+	}
+	if opts.AgentProcesses && len(opts.AgentCommand) == 0 {
+		bin, err := exec.LookPath("mizar-agent")
+		if err != nil {
+			return nil, fmt.Errorf("agent processes: %w (set ClusterOptions.AgentCommand)", err)
+		}
+		opts.AgentCommand = []string{bin}
+	}
 	c := &Cluster{Lab: NewLab(prefix, log), opts: opts, log: log, hosts: map[string]*ClusterHost{}, endpoints: map[epID]clusterEndpoint{}}
 	defer func() {
 		if err != nil {
@@ -84,8 +164,15 @@ func NewCluster(prefix string, opts ClusterOptions, log *slog.Logger) (_ *Cluste
 	if c.Fabric, err = c.Lab.AddNamespace("fab"); err != nil {
 		return nil, err
 	}
-	if err := c.Lab.AddBridge(c.Fabric, "br0"); err != nil {
-		return nil, err
+	switch opts.Fabric {
+	case Bridge:
+		if err := c.Lab.AddBridge(c.Fabric, "br0"); err != nil {
+			return nil, err
+		}
+	case Routed:
+		if err := SetSysctl(c.Fabric, "net.ipv4.ip_forward", "1"); err != nil {
+			return nil, err
+		}
 	}
 	c.Controller, err = controlplane.New(controlplane.Options{Store: opts.Store, Agents: c, Logger: log})
 	if err != nil {
@@ -133,56 +220,109 @@ func (c *Cluster) AddHost(ctx context.Context, name string) (_ *ClusterHost, err
 	if err != nil {
 		return nil, err
 	}
-	if err := SetMaster(c.Fabric, port, "br0"); err != nil {
-		return nil, err
+	h := &ClusterHost{Name: name, NS: ns, MAC: pair.A.MAC, port: port}
+	if h.IP, err = c.wire(h, n, pair); err != nil {
+		return nil, fmt.Errorf("host %s: %w", name, err)
 	}
-	ip, err := nthAddr(underlay, n)
-	if err != nil {
-		return nil, err
+	if c.opts.AgentProcesses {
+		err = c.startAgentProcess(ctx, h)
+	} else {
+		err = c.startAgent(h, pair)
 	}
-	if err := AddAddr(ns, "eth0", netip.PrefixFrom(ip, underlay.Bits())); err != nil {
-		return nil, err
-	}
-	cfg := c.opts.DataplaneConfig
-	cfg.Logger = c.log.With("host", name)
-	dp, err := dataplane.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", name, err)
 	}
 	defer func() {
 		if err != nil {
-			dp.Close()
+			h.close()
 		}
 	}()
-	if err := dp.SetHost(dataplane.HostConfig{IP: ip, MAC: pair.A.MAC, Ifindex: pair.A.Index, MTU: c.opts.MTU, GatewayMAC: gatewayMAC}); err != nil {
-		return nil, err
-	}
-	if err := dp.Attach(ns.Handle, "eth0", dataplane.Transit, c.opts.Mode); err != nil {
-		return nil, err
-	}
 	// A veth drops what XDP redirects or transmits into it unless its peer runs XDP.
-	if err := dp.Attach(c.Fabric.Handle, port, dataplane.Pass, c.opts.Mode); err != nil {
-		return nil, err
+	if err := h.pass.Attach(c.Fabric.Handle, port, dataplane.Pass, c.opts.Mode); err != nil {
+		return nil, fmt.Errorf("host %s: %w", name, err)
 	}
-	h := &ClusterHost{Name: name, NS: ns, IP: ip, MAC: pair.A.MAC, DP: dp, port: port,
-		Agent: hostagent.New(dp, ns.Handle, c.opts.Mode, c.log.With("host", name))}
 	for _, peer := range c.Hosts() {
-		if err := dp.UpsertNeighbor(peer.IP, peer.MAC); err != nil {
-			return nil, err
+		if err := h.DP.UpsertNeighbor(peer.IP, h.nextHop(peer)); err != nil {
+			return nil, fmt.Errorf("host %s: %w", name, err)
 		}
-		if err := peer.DP.UpsertNeighbor(ip, h.MAC); err != nil {
-			return nil, err
+		if err := peer.DP.UpsertNeighbor(h.IP, peer.nextHop(h)); err != nil {
+			return nil, fmt.Errorf("host %s: %w", peer.Name, err)
 		}
 	}
 	c.mu.Lock()
 	c.hosts[name] = h
 	c.order = append(c.order, name)
 	c.mu.Unlock()
-	if err := c.Controller.AddHost(ctx, controlplane.Host{Name: name, IP: ip, Interface: "eth0"}); err != nil {
+	if err := c.Controller.AddHost(ctx, controlplane.Host{Name: name, IP: h.IP, Interface: "eth0"}); err != nil {
 		c.forget(name)
 		return nil, err
 	}
 	return h, nil
+}
+
+// wire puts host number n on the fabric and returns its substrate address: on the bridge
+// with an address of the shared /16, or on its own /24 to the router with a default route.
+func (c *Cluster) wire(h *ClusterHost, n int, pair VethPair) (netip.Addr, error) {
+	if c.opts.Fabric == Bridge {
+		if err := SetMaster(c.Fabric, pair.B.Name, "br0"); err != nil {
+			return netip.Addr{}, err
+		}
+		ip, err := nthAddr(underlay, n)
+		if err != nil {
+			return ip, err
+		}
+		return ip, AddAddr(h.NS, "eth0", netip.PrefixFrom(ip, underlay.Bits()))
+	}
+	if n > 255 {
+		return netip.Addr{}, fmt.Errorf("routed fabric: host %d: at most 255 hosts (one /24 each in %v)", n, underlay)
+	}
+	router, err := nthAddr(underlay, n<<8|1)
+	if err != nil {
+		return router, err
+	}
+	ip := router.Next()
+	if err := AddAddr(c.Fabric, pair.B.Name, netip.PrefixFrom(router, 24)); err != nil {
+		return ip, err
+	}
+	if err := AddAddr(h.NS, "eth0", netip.PrefixFrom(ip, 24)); err != nil {
+		return ip, err
+	}
+	if err := AddDefaultRoute(h.NS, router, "eth0"); err != nil {
+		return ip, err
+	}
+	// A permanent entry: the router forwards a host's first packets at once instead of
+	// queueing them behind ARP, which the host answers only after its transit program.
+	if err := AddNeighbor(c.Fabric, pair.B.Name, ip, pair.A.MAC); err != nil {
+		return ip, err
+	}
+	h.routerMAC = pair.B.MAC
+	return ip, nil
+}
+
+// startAgent loads the host's data plane in this process, attaches transit, and makes its
+// in-process agent.
+func (c *Cluster) startAgent(h *ClusterHost, pair VethPair) (err error) {
+	cfg := c.opts.DataplaneConfig
+	cfg.Logger = c.log.With("host", h.Name)
+	dp, err := dataplane.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			dp.Close()
+		}
+	}()
+	if err := dp.SetHost(dataplane.HostConfig{IP: h.IP, MAC: pair.A.MAC, Ifindex: pair.A.Index, MTU: c.opts.MTU,
+		GatewayMAC: gatewayMAC, DefaultNextHop: h.routerMAC}); err != nil {
+		return err
+	}
+	if err := dp.Attach(h.NS.Handle, "eth0", dataplane.Transit, c.opts.Mode); err != nil {
+		return err
+	}
+	h.DP, h.pass = dp, dp
+	h.Agent = hostagent.New(dp, h.NS.Handle, c.opts.Mode, c.log.With("host", h.Name))
+	return nil
 }
 
 func (c *Cluster) forget(name string) {
@@ -228,7 +368,7 @@ func (c *Cluster) RemoveHost(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	return errors.Join(h.DP.Close(), c.Lab.RemoveNamespace(h.NS))
+	return errors.Join(h.close(), c.Lab.RemoveNamespace(h.NS))
 }
 
 // Agent is the control plane's way to a host (controlplane.AgentSet).
@@ -263,7 +403,7 @@ func (c *Cluster) EndpointNS(vpc, name string) (*Namespace, controlplane.Endpoin
 func (c *Cluster) Close() error {
 	var errs []error
 	for _, h := range c.Hosts() {
-		errs = append(errs, h.DP.Close())
+		errs = append(errs, h.close())
 	}
 	errs = append(errs, c.Lab.Close())
 	return errors.Join(errs...)
@@ -350,7 +490,7 @@ func (p *plumbingAgent) plumb(op controlplane.Op) (err error) {
 	if err := DisableTxChecksum(ns, "eth0"); err != nil {
 		return err
 	}
-	if err := p.h.DP.Attach(ns.Handle, "eth0", dataplane.Pass, p.c.opts.Mode); err != nil {
+	if err := p.h.pass.Attach(ns.Handle, "eth0", dataplane.Pass, p.c.opts.Mode); err != nil {
 		return err
 	}
 	p.c.mu.Lock()
@@ -368,7 +508,7 @@ func (p *plumbingAgent) unplumb(op controlplane.Op) error {
 	if !ok {
 		return nil
 	}
-	return errors.Join(p.h.DP.Detach(ce.ns.Handle, "eth0"), p.c.Lab.RemoveNamespace(ce.ns))
+	return errors.Join(p.h.pass.Detach(ce.ns.Handle, "eth0"), p.c.Lab.RemoveNamespace(ce.ns))
 }
 
 // RestartController replaces the control plane with a new one over the same store, as after a

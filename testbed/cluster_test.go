@@ -27,61 +27,25 @@ func TestCluster(t *testing.T) {
 			t.Errorf("close: %v", err)
 		}
 	})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, h := range []string{"h1", "h2", "h3"} {
-		_, err := c.AddHost(ctx, h)
-		must(err)
-	}
-	cidr := netip.MustParsePrefix("10.0.0.0/16")
-	for _, v := range []string{"blue", "red"} {
-		_, err := c.Controller.CreateVPC(ctx, controlplane.VPC{Name: v, CIDR: cidr, Dividers: 1})
-		must(err)
-		_, err = c.Controller.CreateNetwork(ctx, controlplane.Network{Name: "web", VPC: v, CIDR: netip.MustParsePrefix("10.0.1.0/24"), Bouncers: 1})
-		must(err)
-	}
-	for _, e := range []controlplane.Endpoint{
-		{Name: "a", VPC: "blue", Network: "web", Host: "h1"},
-		{Name: "b", VPC: "blue", Network: "web", Host: "h2"},
-		{Name: "c", VPC: "red", Network: "web", Host: "h3", IP: netip.MustParseAddr("10.0.1.50")},
-	} {
-		_, err := c.Controller.CreateEndpoint(ctx, e)
-		must(err)
-	}
+	a, b, cr, bouncer := overlayOnThreeHosts(t, c)
 	// A fourth endpoint on a host already in the VPC: exactly bouncers + 1 writes.
-	_, err = c.Controller.CreateEndpoint(ctx, controlplane.Endpoint{Name: "d", VPC: "blue", Network: "web", Host: "h2"})
-	must(err)
+	bEp, err := c.Controller.Endpoint("blue", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Controller.CreateEndpoint(ctx, controlplane.Endpoint{Name: "d", VPC: "blue", Network: "web", Host: bEp.Host}); err != nil {
+		t.Fatal(err)
+	}
 	if w := c.Controller.Stats().Last["CreateEndpoint"]; w.Total != 2 {
 		t.Errorf("endpoint d cost %d writes (%v), want 2 (one bouncer + its host)", w.Total, w.PerHost)
 	}
-
-	nsA, a, err := c.EndpointNS("blue", "a")
-	must(err)
-	nsB, b, err := c.EndpointNS("blue", "b")
-	must(err)
-	nsC, cEp, err := c.EndpointNS("red", "c")
-	must(err)
-	if _, err := Ping(nsA, b.IP, 3, 2*time.Second); err != nil {
-		t.Errorf("blue a -> b: %v", err)
-	}
-	if _, err := TCPExchange(nsB, nsA, a.IP, 0, 1<<20, 10*time.Second); err != nil {
-		t.Errorf("blue b -> a tcp: %v", err)
-	}
-	// Same CIDR, other VNI: red's c is invisible from blue, and blue's b from red.
-	if res, err := Ping(nsA, cEp.IP, 2, 300*time.Millisecond); !errors.Is(err, ErrPacketLoss) {
-		t.Errorf("blue a reached red c at %v: %+v, %v", cEp.IP, res, err)
-	}
-	if res, err := Ping(nsC, b.IP, 2, 300*time.Millisecond); !errors.Is(err, ErrPacketLoss) {
-		t.Errorf("red c reached blue b at %v: %+v, %v", b.IP, res, err)
-	}
+	checkOverlay(t, c, a, b, cr, bouncer)
 
 	// Deleting an endpoint removes its namespace and stops its address answering.
-	must(c.Controller.DeleteEndpoint(ctx, "blue", "b"))
-	if _, err := Ping(nsA, b.IP, 2, 300*time.Millisecond); !errors.Is(err, ErrPacketLoss) {
+	if err := c.Controller.DeleteEndpoint(ctx, "blue", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ping(a.NS, b.IP, 2, 300*time.Millisecond); !errors.Is(err, ErrPacketLoss) {
 		t.Errorf("deleted b still answers: %v", err)
 	}
 }

@@ -35,6 +35,10 @@ type RunOptions struct {
 	BeforeStep func(i int, c *Cluster)
 	// StopOnFailure ends the timeline at the first failed step.
 	StopOnFailure bool
+	// AgentProcesses and AgentCommand are ClusterOptions': each host's agent in its own
+	// process, programmed over gRPC.
+	AgentProcesses bool
+	AgentCommand   []string
 }
 
 // RunScenario builds a validated scenario on namespaces, plays its timeline, removes
@@ -43,11 +47,9 @@ func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, lo
 	if opts.Prefix == "" {
 		opts.Prefix = NewPrefix()
 	}
-	if sc.Fabric == scenario.Routed {
-		return nil, fmt.Errorf("%s: fabric %q: only the bridged fabric is built so far", sc.File, sc.Fabric)
-	}
 	start := time.Now()
-	c, err := NewCluster(opts.Prefix, ClusterOptions{MTU: sc.MTU, Mode: opts.Mode}, log)
+	c, err := NewCluster(opts.Prefix, ClusterOptions{MTU: sc.MTU, Mode: opts.Mode, Fabric: Fabric(sc.Fabric),
+		AgentProcesses: opts.AgentProcesses, AgentCommand: opts.AgentCommand}, log)
 	if err != nil {
 		return nil, err
 	}

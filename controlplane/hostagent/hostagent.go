@@ -38,13 +38,25 @@ func New(dp *dataplane.Dataplane, ns netns.NsHandle, mode dataplane.Mode, log *s
 	return &Agent{dp: dp, ns: ns, mode: mode, log: log, attached: map[string]bool{}}
 }
 
-var _ controlplane.HostAgent = (*Agent)(nil)
+var (
+	_ controlplane.HostAgent     = (*Agent)(nil)
+	_ controlplane.StatsReporter = (*Agent)(nil)
+)
 
 // Writes is the number of ops applied so far.
 func (a *Agent) Writes() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.writes
+}
+
+// Stats reports the ops applied so far and the data plane's counters.
+func (a *Agent) Stats(context.Context) (controlplane.AgentStats, error) {
+	c, err := a.dp.Counters()
+	if err != nil {
+		return controlplane.AgentStats{}, err
+	}
+	return controlplane.AgentStats{Writes: a.Writes(), Counters: c.Map()}, nil
 }
 
 // Apply writes ops in order. Runs of bouncer entries go to the kernel as one batch.
@@ -119,6 +131,8 @@ func (a *Agent) apply(op controlplane.Op) error {
 		return a.dp.DeleteVPC(op.VNI)
 	case controlplane.OpUpsertNeighbor:
 		return a.dp.UpsertNeighbor(op.IP, op.MAC)
+	case controlplane.OpDeleteNeighbor:
+		return a.dp.DeleteNeighbor(op.IP)
 	}
 	return fmt.Errorf("op kind %v: %w", op.Kind, controlplane.ErrInvalid)
 }

@@ -21,9 +21,12 @@ type ServeOptions struct {
 	Netns      string           // named network namespace of the host ("" for the caller's)
 	Substrate  string           // substrate interface, e.g. eth0
 	GatewayMAC net.HardwareAddr // what endpoints' ARP resolves to
-	Mode       dataplane.Mode
-	Config     dataplane.Config
-	Logger     *slog.Logger
+	// DefaultNextHop, on a routed underlay, is the router's MAC: peers without a neighbor
+	// entry are reached through it.
+	DefaultNextHop net.HardwareAddr
+	Mode           dataplane.Mode
+	Config         dataplane.Config
+	Logger         *slog.Logger
 	// Ready, when set, is told the address the server listens on.
 	Ready func(addr net.Addr)
 }
@@ -47,6 +50,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		return err
 	}
 	cfg.GatewayMAC = o.GatewayMAC
+	cfg.DefaultNextHop = o.DefaultNextHop
 	o.Config.Logger = log
 	dp, err := dataplane.New(o.Config)
 	if err != nil {

@@ -67,6 +67,12 @@ func TestServe(t *testing.T) {
 	if err := agent.Apply(ctx, ops); err != nil {
 		t.Fatalf("apply over grpc: %v", err)
 	}
+	if err := agent.Apply(ctx, []controlplane.Op{{Kind: controlplane.OpDeleteNeighbor, IP: peerIP}}); err != nil {
+		t.Fatalf("delete neighbor over grpc: %v", err)
+	}
+	if st, err := agent.(controlplane.StatsReporter).Stats(ctx); err != nil || st.Writes != uint64(len(ops)+1) {
+		t.Errorf("stats over grpc: %+v, %v; want %d writes", st, err, len(ops)+1)
+	}
 	err = agent.Apply(ctx, []controlplane.Op{{Kind: controlplane.OpUpsertEndpoint, VNI: 7, IP: netip.MustParseAddr("10.7.1.3"), Interface: "nosuch0"}})
 	if err == nil || !strings.Contains(err.Error(), "nosuch0") {
 		t.Errorf("endpoint on a missing veth: %v, want an error naming it", err)

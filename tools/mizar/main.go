@@ -25,8 +25,9 @@ func main() {
 }
 
 type globalOptions struct {
-	verbose bool
-	generic bool
+	verbose        bool
+	generic        bool
+	agentProcesses bool
 }
 
 // mode is the XDP attach mode the flags ask for.
@@ -71,11 +72,13 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 	}
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug messages")
 	root.PersistentFlags().BoolVar(&g.generic, "generic", false, "attach XDP in generic (skb) mode instead of native")
+	root.PersistentFlags().BoolVar(&g.agentProcesses, "agent-processes", false, "run each host's agent as its own process, programmed over gRPC on loopback")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(&g), validateCommand(), demoCommand(&g), cleanCommand(&g))
 	root.AddCommand(reportCommand(&g))
+	root.AddCommand(agentCommand())
 	return root.Execute()
 }
 
@@ -101,7 +104,13 @@ func runCommand(g *globalOptions) *cobra.Command {
 			for _, sc := range scs {
 				fmt.Fprintf(out, "%s: %s\n", sc.File, sc.Description)
 				start := time.Now()
-				results, err := testbed.RunScenario(cmd.Context(), sc, testbed.RunOptions{Mode: g.mode(), Progress: out}, g.logger(cmd.ErrOrStderr()))
+				opts := testbed.RunOptions{Mode: g.mode(), Progress: out, AgentProcesses: g.agentProcesses}
+				if g.agentProcesses {
+					if opts.AgentCommand, err = agentProcessCommand(); err != nil {
+						return err
+					}
+				}
+				results, err := testbed.RunScenario(cmd.Context(), sc, opts, g.logger(cmd.ErrOrStderr()))
 				r := row{name: sc.Name, took: time.Since(start)}
 				for _, res := range results {
 					r.steps++
