@@ -17,6 +17,11 @@ type Options struct {
 	Store  Store    // desired state; nil keeps it in memory only
 	Agents AgentSet // required
 	Logger *slog.Logger
+	// ProgramEveryHost also writes every endpoint onto every live host (an endpoint -> host
+	// entry beside its own host's and its bouncers'): the per-host flow programming Mizar
+	// argues against, kept so that its cost can be measured by the same counters. Off in any
+	// real deployment.
+	ProgramEveryHost bool
 }
 
 // Controller owns the desired state and programs hosts with its difference. Methods are safe
@@ -33,6 +38,8 @@ type Controller struct {
 	log    *slog.Logger
 	state  *State
 	stats  Stats
+	// everyHost is Options.ProgramEveryHost.
+	everyHost bool
 }
 
 // Writes counts ops sent, in all and per host name.
@@ -73,6 +80,8 @@ func New(o Options) (*Controller, error) {
 		log:    o.Logger,
 		state:  s,
 		stats:  Stats{Last: map[string]Writes{}, Total: Writes{PerHost: map[string]int{}}},
+
+		everyHost: o.ProgramEveryHost,
 	}, nil
 }
 
@@ -97,8 +106,8 @@ func (c *Controller) commit(ctx context.Context, method, what string, next *Stat
 	oldLive, newLive := liveHosts(old), liveHosts(next)
 	before, after := desired{}, desired{}
 	for _, v := range sc {
-		desiredVPC(before, old, v, oldLive)
-		desiredVPC(after, next, v, newLive)
+		desiredVPC(before, old, v, oldLive, c.everyHost)
+		desiredVPC(after, next, v, newLive, c.everyHost)
 	}
 	if err := c.store.Save(next); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -188,7 +197,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	d := desired{}
 	live := liveHosts(c.state)
 	for _, v := range slices.Sorted(maps.Keys(c.state.VPCs)) {
-		desiredVPC(d, c.state, v, live)
+		desiredVPC(d, c.state, v, live, c.everyHost)
 	}
 	c.log.Info("reconcile", "hosts", len(d))
 	if err := c.send(ctx, "Reconcile", full(d)); err != nil {
