@@ -89,4 +89,3 @@ func isBouncerOf(t *testing.T, c *Controller, host string) bool {
 	}
 	return false
 }
-
