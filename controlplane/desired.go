@@ -87,9 +87,20 @@ func liveHosts(s *State) []string {
 	return out
 }
 
-// desiredVPC adds to d what every host should hold for VPC vpcName of s. Nothing is added for
-// a VPC that does not exist. everyHost is Options.ProgramEveryHost.
-func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bool) {
+// focus narrows desiredVPC to what creating or deleting one endpoint can change: the entries
+// for its address on every host, and the VPC state of its host (which joins or leaves the VPC
+// with its first or last endpoint). Placement does not depend on endpoints, so nothing else
+// moves. Without it, each endpoint would cost a pass that builds every host's whole table,
+// which grows with the endpoints of the VPC (and their hosts, in every-host mode).
+type focus struct {
+	ip   netip.Addr
+	host string
+}
+
+// desiredVPC adds to d what every host should hold for VPC vpcName of s, or with a non-nil f
+// only the part of it that f names. Nothing is added for a VPC that does not exist. everyHost
+// is Options.ProgramEveryHost.
+func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bool, f *focus) {
 	v, ok := s.VPCs[vpcName]
 	if !ok {
 		return
@@ -135,6 +146,9 @@ func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bo
 
 	dividerAddrs := addrs(l.dividers)
 	for h := range members {
+		if f != nil && h != f.host {
+			continue
+		}
 		d.put(h, Op{Kind: OpUpsertVPC, VNI: v.VNI, Prefix: v.CIDR, Addrs: dividerAddrs,
 			Flag: divider[h], Bouncer: len(bouncerOf[h]) > 0})
 		for netName, n := range v.Networks {
@@ -143,6 +157,9 @@ func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bo
 		}
 	}
 	for _, e := range v.Endpoints {
+		if f != nil && e.IP != f.ip {
+			continue
+		}
 		n := v.Networks[e.Network]
 		hostIP := s.Hosts[e.Host].IP
 		entry := Op{Kind: OpUpsertBouncerEntry, VNI: v.VNI, IP: e.IP, Host: hostIP}

@@ -2,7 +2,9 @@ package controlplane
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -88,4 +90,69 @@ func isBouncerOf(t *testing.T, c *Controller, host string) bool {
 		}
 	}
 	return false
+}
+
+// TestFocusedEndpointDiff: what an endpoint create or delete sends (computed only for the
+// endpoint's address and host) equals the difference of the whole desired state before and
+// after, in both modes, through random creates, deletes, host failures and recoveries.
+func TestFocusedEndpointDiff(t *testing.T) {
+	for _, everyHost := range []bool{false, true} {
+		t.Run(fmt.Sprintf("everyHost=%t", everyHost), func(t *testing.T) {
+			agents := NewRecordingAgents()
+			c, err := New(Options{Agents: agents, ProgramEveryHost: everyHost})
+			must(t, err)
+			names := hostNames(7)
+			for i, name := range names {
+				must(t, c.AddHost(ctx, Host{Name: name, IP: hostIP(i + 1), Interface: "eth0"}))
+			}
+			mustVPC(t, c, VPC{Name: "blue", CIDR: pfx("10.0.0.0/16"), Dividers: 2})
+			mustNet(t, c, Network{Name: "web", VPC: "blue", CIDR: pfx("10.0.1.0/24"), Bouncers: 2})
+			mustNet(t, c, Network{Name: "db", VPC: "blue", CIDR: pfx("10.0.2.0/24"), Bouncers: 1})
+			whole := func(s *State) desired {
+				d := desired{}
+				desiredVPC(d, s, "blue", liveHosts(s), everyHost, nil)
+				return d
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			failed := map[string]bool{}
+			var eps []string
+			for i := range 300 {
+				before := c.State()
+				agents.ResetAll()
+				switch r := rng.IntN(10); {
+				case r < 6 || len(eps) == 0:
+					h := names[rng.IntN(len(names))]
+					if failed[h] {
+						continue
+					}
+					name := fmt.Sprintf("e%d", i)
+					mustEP(t, c, Endpoint{Name: name, VPC: "blue", Network: []string{"web", "db"}[rng.IntN(2)], Host: h})
+					eps = append(eps, name)
+				case r < 9:
+					j := rng.IntN(len(eps))
+					must(t, c.DeleteEndpoint(ctx, "blue", eps[j]))
+					eps = slices.Delete(eps, j, j+1)
+				default:
+					h := names[rng.IntN(len(names))]
+					if failed[h] {
+						must(t, c.RecoverHost(ctx, h))
+					} else {
+						must(t, c.FailHost(ctx, h))
+					}
+					failed[h] = !failed[h]
+					continue
+				}
+				want := diff(whole(before), whole(c.State()))
+				for _, h := range names {
+					if failed[h] {
+						delete(want, h)
+					}
+					got := agents.Host(h).Ops()
+					if len(got) != len(want[h]) || !slices.EqualFunc(got, want[h], opEqual) {
+						t.Fatalf("step %d, host %s: sent %v, whole diff %v", i, h, got, want[h])
+					}
+				}
+			}
+		})
+	}
 }
