@@ -122,7 +122,8 @@ func (o ProvisionOptions) validate() error {
 // namespace and veth (Plumb, before the API call), Controller.CreateEndpoint until every map
 // write is acknowledged (Programmed), and the API call until the first ICMP echo reply
 // through the overlay from a probe endpoint on another host (Reachable). Writes and hosts
-// touched per endpoint come from the controller's counters.
+// touched per endpoint come from the controller's counters. The probe and the endpoint know
+// each other's MAC beforehand (see prober.neighbor), so the first packet waits on no ARP.
 //
 // Every host gets a probe endpoint before the measured ones, so each host has joined the VPC
 // (a one-off 1 + 2 x networks writes per host and VPC) and what is measured is the cost of an
@@ -224,14 +225,18 @@ func measureSize(ctx context.Context, o ProvisionOptions, s Size, mode string, l
 		probe := probes[(hi+1)%s.Hosts] // on the next host: its packets cross the overlay
 
 		p0 := time.Now()
-		if _, err := c.PlumbEndpoint(host, provisionVNI, provisionVPC, ip); err != nil {
+		ns, err := c.PlumbEndpoint(host, provisionVNI, provisionVPC, ip)
+		if err != nil {
 			return reports.Provisioning{}, err
 		}
 		plumb = append(plumb, time.Since(p0))
+		if err := probe.neighbor(ns, ip); err != nil {
+			return reports.Provisioning{}, err
+		}
 
 		wait := probe.start(ip, o.ProbeInterval)
 		a := time.Now()
-		_, err := c.Controller.CreateEndpoint(ctx, controlplane.Endpoint{Name: fmt.Sprintf("e%d", i), VPC: vpc, Network: network, Host: host, IP: ip})
+		_, err = c.Controller.CreateEndpoint(ctx, controlplane.Endpoint{Name: fmt.Sprintf("e%d", i), VPC: vpc, Network: network, Host: host, IP: ip})
 		done := time.Now()
 		if err != nil {
 			wait.stop()
@@ -295,9 +300,22 @@ func (c *Cluster) PlumbEndpoint(host string, vni uint32, vpcCIDR netip.Prefix, i
 	return c.endpoints[epID{vni, ip}].ns, nil
 }
 
+// neighbor gives the probe and the endpoint at ip in ns permanent neighbour entries for each
+// other (the gateway MAC, as the agent would answer). The kernel's ARP table is one for all
+// namespaces, and its dynamic entries are capped (net.ipv4.neigh.default.gc_thresh3, 1024 by
+// default, which only the root namespace may raise): two per endpoint would overflow it a few
+// hundred endpoints in, for this run and everyone else's. Permanent entries do not count.
+func (p *prober) neighbor(ns *Namespace, ip netip.Addr) error {
+	if err := AddNeighbor(ns, "eth0", p.ip, gatewayMAC); err != nil {
+		return err
+	}
+	return AddNeighbor(p.ns, "eth0", ip, gatewayMAC)
+}
+
 // prober sends ICMP echo requests from one endpoint's namespace and notes when the first reply
 // from each address it waits for arrives. One raw socket and one reader serve all its targets.
 type prober struct {
+	ns   *Namespace
 	ip   netip.Addr
 	conn *icmp.PacketConn
 	id   int
@@ -327,7 +345,7 @@ func newProber(ns *Namespace, ip netip.Addr) (*prober, error) {
 	if err != nil {
 		return nil, fmt.Errorf("icmp socket in %s: %w", ns, err)
 	}
-	p := &prober{ip: ip, conn: conn, id: 0x4d5a, waiting: map[netip.Addr]*probeWait{}, done: make(chan struct{})}
+	p := &prober{ns: ns, ip: ip, conn: conn, id: 0x4d5a, waiting: map[netip.Addr]*probeWait{}, done: make(chan struct{})}
 	go p.read()
 	return p, nil
 }

@@ -2,11 +2,14 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mizar-net/mizar/controlplane"
 	"github.com/mizar-net/mizar/reports"
 )
 
@@ -54,3 +57,65 @@ func provisionLine(r reports.Provisioning) string {
 		r.Reachable.N, r.Reachable.P50, r.Reachable.P99, r.Reachable.Max, r.Writes.Min, r.Writes.Max, r.Writes.P50, r.HostsTouched.P50)
 }
 
+// TestProvisioningChecksCanFail: each property fails on results that break it, and passes on
+// results that keep it.
+func TestProvisioningChecksCanFail(t *testing.T) {
+	writes := func(v ...float64) reports.Summary { return reports.Summarize("writes", v) }
+	reach := func(n int) reports.Summary { return reports.Summarize("ms", make([]float64, n)) }
+	good := []reports.Provisioning{
+		{Mode: reports.ModeMizar, Endpoints: 2, Hosts: 5, Bouncers: 2, Writes: writes(3, 3), Reachable: reach(2)},
+		{Mode: reports.ModeMizar, Endpoints: 2, Hosts: 20, Bouncers: 2, Writes: writes(3, 3), Reachable: reach(2)},
+		{Mode: reports.ModeEveryHost, Endpoints: 2, Hosts: 5, Bouncers: 2, Writes: writes(5, 6), Reachable: reach(2)},
+		{Mode: reports.ModeEveryHost, Endpoints: 2, Hosts: 20, Bouncers: 2, Writes: writes(20, 21), Reachable: reach(2)},
+	}
+	passed := func(rs []reports.Provisioning) map[string]bool {
+		out := map[string]bool{}
+		for _, c := range ProvisioningChecks(rs) {
+			out[c.Name] = c.Passed
+		}
+		return out
+	}
+	for name, ok := range passed(good) {
+		if !ok {
+			t.Errorf("good results fail %q", name)
+		}
+	}
+	const (
+		flat    = "mizar: writes per endpoint = bouncers + 1 at every number of hosts"
+		grow    = "every-host: writes per endpoint grow with the number of hosts"
+		unreach = "every endpoint reachable through the overlay"
+	)
+	for _, tc := range []struct {
+		name  string
+		spoil func(rs []reports.Provisioning)
+		fails string
+	}{
+		{"mizar writes rise with hosts", func(rs []reports.Provisioning) { rs[1].Writes = writes(3, 4) }, flat},
+		{"mizar writes not bouncers+1", func(rs []reports.Provisioning) { rs[0].Writes, rs[1].Writes = writes(5, 5), writes(5, 5) }, flat},
+		{"every-host writes flat", func(rs []reports.Provisioning) { rs[3].Writes = writes(5, 6) }, grow},
+		{"an endpoint unreachable", func(rs []reports.Provisioning) { rs[1].Reachable = reach(1) }, unreach},
+		{"every-host endpoint unreachable", func(rs []reports.Provisioning) { rs[2].Reachable = reach(0) }, unreach},
+	} {
+		rs := slices.Clone(good)
+		tc.spoil(rs)
+		got := passed(rs)
+		if ok, present := got[tc.fails]; !present || ok {
+			t.Errorf("%s: check %q passed (present %t)", tc.name, tc.fails, present)
+		}
+	}
+}
+
+// TestProvisionOptionsInvalid: bad options are refused before anything is built.
+func TestProvisionOptionsInvalid(t *testing.T) {
+	for _, o := range []ProvisionOptions{
+		{Sizes: []Size{{0, 5}}},
+		{Sizes: []Size{{10, 1}}},
+		{Sizes: []Size{{10, 2}}, Bouncers: 3},
+		{Sizes: []Size{{10, 5}}, Modes: []string{"per-host"}},
+		{Sizes: []Size{{10, 5}}, ReachTimeout: -1},
+	} {
+		if _, err := MeasureProvisioning(context.Background(), o, nil); !errors.Is(err, controlplane.ErrInvalid) {
+			t.Errorf("%+v: %v, want ErrInvalid", o, err)
+		}
+	}
+}
