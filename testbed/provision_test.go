@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,7 +23,16 @@ func TestProvisionCI(t *testing.T) {
 	requireRoot(t)
 	var progress strings.Builder
 	start := time.Now()
+	prefix := NewPrefix()
+	t.Cleanup(func() {
+		// Everything the sweep made is gone, even though it skips deleting links one by one.
+		left, err := filepath.Glob(filepath.Join(NetnsDir, prefix+"*"))
+		if err != nil || len(left) > 0 {
+			t.Errorf("namespaces left behind: %v %v", left, err)
+		}
+	})
 	res, err := MeasureProvisioning(context.Background(), ProvisionOptions{
+		Prefix:   prefix,
 		Sizes:    []Size{{200, 5}, {200, 20}},
 		Bouncers: 2,
 		Progress: &progress,
