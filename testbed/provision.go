@@ -537,3 +537,52 @@ func ProvisioningChecks(results []reports.Provisioning) []reports.Check {
 	reach.Detail = strings.Join(details, "; ")
 	return append(checks, reach)
 }
+
+// ProvisioningTargets compares a sweep's Mizar-mode timings with the project's targets: p99
+// programmed within 5 ms and p99 reachable within 50 ms at 1000 endpoints, and p99 at the
+// largest size within 1.25x of p99 at 100 endpoints (flat with scale). They are for the report:
+// timings on a shared machine are not something a test should fail on. A target whose sizes
+// the sweep did not run is left out.
+func ProvisioningTargets(results []reports.Provisioning) []reports.Check {
+	var mz []reports.Provisioning
+	for _, r := range results {
+		if r.Mode == reports.ModeMizar {
+			mz = append(mz, r)
+		}
+	}
+	find := func(eps int) (reports.Provisioning, bool) {
+		i := slices.IndexFunc(mz, func(r reports.Provisioning) bool { return r.Endpoints == eps })
+		if i < 0 {
+			return reports.Provisioning{}, false
+		}
+		return mz[i], true
+	}
+	var out []reports.Check
+	if r, ok := find(1000); ok {
+		out = append(out,
+			reports.Check{Name: "target: p99 programmed <= 5 ms at 1000 endpoints", Passed: r.Programmed.N > 0 && r.Programmed.P99 <= 5,
+				Detail: fmt.Sprintf("%.2f ms (%d hosts)", r.Programmed.P99, r.Hosts)},
+			reports.Check{Name: "target: p99 reachable <= 50 ms at 1000 endpoints", Passed: r.Reachable.N == r.Endpoints && r.Reachable.P99 <= 50,
+				Detail: fmt.Sprintf("%.2f ms, %d/%d reachable (%d hosts)", r.Reachable.P99, r.Reachable.N, r.Endpoints, r.Hosts)})
+	}
+	base, ok := find(100)
+	if !ok || len(mz) == 0 {
+		return out
+	}
+	largest := slices.MaxFunc(mz, func(a, b reports.Provisioning) int { return a.Endpoints - b.Endpoints })
+	if largest.Endpoints <= base.Endpoints {
+		return out
+	}
+	for _, q := range []struct {
+		name       string
+		big, small reports.Summary
+	}{{"programmed", largest.Programmed, base.Programmed}, {"reachable", largest.Reachable, base.Reachable}} {
+		ratio := q.big.P99 / q.small.P99
+		out = append(out, reports.Check{
+			Name:   fmt.Sprintf("target: p99 %s at %d endpoints <= 1.25x p99 at 100", q.name, largest.Endpoints),
+			Passed: q.small.P99 > 0 && ratio <= 1.25,
+			Detail: fmt.Sprintf("%.2f ms / %.2f ms = %.2fx", q.big.P99, q.small.P99, ratio),
+		})
+	}
+	return out
+}
