@@ -17,6 +17,11 @@ type Options struct {
 	Store  Store    // desired state; nil keeps it in memory only
 	Agents AgentSet // required
 	Logger *slog.Logger
+	// ProgramEveryHost also writes every endpoint onto every live host (an endpoint -> host
+	// entry beside its own host's and its bouncers'): the per-host flow programming Mizar
+	// argues against, kept so that its cost can be measured by the same counters. Off in any
+	// real deployment.
+	ProgramEveryHost bool
 }
 
 // Controller owns the desired state and programs hosts with its difference. Methods are safe
@@ -33,6 +38,8 @@ type Controller struct {
 	log    *slog.Logger
 	state  *State
 	stats  Stats
+	// everyHost is Options.ProgramEveryHost.
+	everyHost bool
 }
 
 // Writes counts ops sent, in all and per host name.
@@ -73,6 +80,8 @@ func New(o Options) (*Controller, error) {
 		log:    o.Logger,
 		state:  s,
 		stats:  Stats{Last: map[string]Writes{}, Total: Writes{PerHost: map[string]int{}}},
+
+		everyHost: o.ProgramEveryHost,
 	}, nil
 }
 
@@ -83,6 +92,12 @@ type scope []string
 // Callers hold c.mu and have validated next.
 // what describes the mutation for errors ("create endpoint e1").
 func (c *Controller) commit(ctx context.Context, method, what string, next *State, sc scope) error {
+	return c.commitFocused(ctx, method, what, next, sc, nil)
+}
+
+// commitFocused is commit of a mutation that changes at most what f names (see focus); nil
+// means anything.
+func (c *Controller) commitFocused(ctx context.Context, method, what string, next *State, sc scope, f *focus) error {
 	old := c.state
 	if sc == nil {
 		names := map[string]bool{}
@@ -97,8 +112,8 @@ func (c *Controller) commit(ctx context.Context, method, what string, next *Stat
 	oldLive, newLive := liveHosts(old), liveHosts(next)
 	before, after := desired{}, desired{}
 	for _, v := range sc {
-		desiredVPC(before, old, v, oldLive)
-		desiredVPC(after, next, v, newLive)
+		desiredVPC(before, old, v, oldLive, c.everyHost, f)
+		desiredVPC(after, next, v, newLive, c.everyHost, f)
 	}
 	if err := c.store.Save(next); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -188,7 +203,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	d := desired{}
 	live := liveHosts(c.state)
 	for _, v := range slices.Sorted(maps.Keys(c.state.VPCs)) {
-		desiredVPC(d, c.state, v, live)
+		desiredVPC(d, c.state, v, live, c.everyHost, nil)
 	}
 	c.log.Info("reconcile", "hosts", len(d))
 	if err := c.send(ctx, "Reconcile", full(d)); err != nil {
@@ -536,7 +551,7 @@ func (c *Controller) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, 
 	next := c.state.Clone()
 	next.VPCs[e.VPC].Endpoints[e.Name] = e
 	c.log.Info("create endpoint", "vpc", e.VPC, "net", e.Network, "ep", e.Name, "host", e.Host, "ip", e.IP)
-	return e, c.commit(ctx, "CreateEndpoint", "create endpoint "+e.Name+" in vpc "+e.VPC, next, scope{e.VPC})
+	return e, c.commitFocused(ctx, "CreateEndpoint", "create endpoint "+e.Name+" in vpc "+e.VPC, next, scope{e.VPC}, &focus{ip: e.IP, host: e.Host})
 }
 
 // allocate returns the lowest address of p that is neither reserved nor taken.
@@ -559,13 +574,14 @@ func (c *Controller) DeleteEndpoint(ctx context.Context, vpc, name string) error
 	if !ok {
 		return fmt.Errorf("delete endpoint %s: vpc %q: %w", name, vpc, ErrNotFound)
 	}
-	if _, ok := v.Endpoints[name]; !ok {
+	e, ok := v.Endpoints[name]
+	if !ok {
 		return fmt.Errorf("delete endpoint %s in vpc %s: %w", name, vpc, ErrNotFound)
 	}
 	next := c.state.Clone()
 	delete(next.VPCs[vpc].Endpoints, name)
 	c.log.Info("delete endpoint", "vpc", vpc, "ep", name)
-	return c.commit(ctx, "DeleteEndpoint", "delete endpoint "+name+" in vpc "+vpc, next, scope{vpc})
+	return c.commitFocused(ctx, "DeleteEndpoint", "delete endpoint "+name+" in vpc "+vpc, next, scope{vpc}, &focus{ip: e.IP, host: e.Host})
 }
 
 // --- reads ---

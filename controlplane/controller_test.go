@@ -378,7 +378,7 @@ func TestCreateEndpointWrites(t *testing.T) {
 // isMember tells whether host holds VPC vpc's state.
 func (c *Controller) isMember(vpc, host string) bool {
 	d := desired{}
-	desiredVPC(d, c.state, vpc, liveHosts(c.state))
+	desiredVPC(d, c.state, vpc, liveHosts(c.state), c.everyHost, nil)
 	_, ok := d[host][opKey{kind: OpUpsertVPC, vni: c.state.VPCs[vpc].VNI}]
 	return ok
 }

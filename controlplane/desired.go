@@ -21,6 +21,11 @@ import (
 // Hence creating an endpoint sends one op to its host and one to each bouncer of its network,
 // plus, when its host was not yet a member of the VPC, the VPC's state (1 + 2 x networks ops)
 // to that host once. Failed hosts are members of nothing and are sent nothing.
+//
+// With Options.ProgramEveryHost, every live host other than an endpoint's own also gets its
+// OpUpsertBouncerEntry (agents encapsulate straight to a host they hold an entry for), so an
+// endpoint costs one write per live host: the comparison Mizar is measured against. Hosts get
+// no VPC membership from it.
 
 // opKey names what an upsert writes on a host: two ops with the same key write the same entry.
 type opKey struct {
@@ -82,9 +87,20 @@ func liveHosts(s *State) []string {
 	return out
 }
 
-// desiredVPC adds to d what every host should hold for VPC vpcName of s. Nothing is added for
-// a VPC that does not exist.
-func desiredVPC(d desired, s *State, vpcName string, live []string) {
+// focus narrows desiredVPC to what creating or deleting one endpoint can change: the entries
+// for its address on every host, and the VPC state of its host (which joins or leaves the VPC
+// with its first or last endpoint). Placement does not depend on endpoints, so nothing else
+// moves. Without it, each endpoint would cost a pass that builds every host's whole table,
+// which grows with the endpoints of the VPC (and their hosts, in every-host mode).
+type focus struct {
+	ip   netip.Addr
+	host string
+}
+
+// desiredVPC adds to d what every host should hold for VPC vpcName of s, or with a non-nil f
+// only the part of it that f names. Nothing is added for a VPC that does not exist. everyHost
+// is Options.ProgramEveryHost.
+func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bool, f *focus) {
 	v, ok := s.VPCs[vpcName]
 	if !ok {
 		return
@@ -130,6 +146,9 @@ func desiredVPC(d desired, s *State, vpcName string, live []string) {
 
 	dividerAddrs := addrs(l.dividers)
 	for h := range members {
+		if f != nil && h != f.host {
+			continue
+		}
 		d.put(h, Op{Kind: OpUpsertVPC, VNI: v.VNI, Prefix: v.CIDR, Addrs: dividerAddrs,
 			Flag: divider[h], Bouncer: len(bouncerOf[h]) > 0})
 		for netName, n := range v.Networks {
@@ -138,10 +157,21 @@ func desiredVPC(d desired, s *State, vpcName string, live []string) {
 		}
 	}
 	for _, e := range v.Endpoints {
+		if f != nil && e.IP != f.ip {
+			continue
+		}
 		n := v.Networks[e.Network]
 		hostIP := s.Hosts[e.Host].IP
+		entry := Op{Kind: OpUpsertBouncerEntry, VNI: v.VNI, IP: e.IP, Host: hostIP}
 		for _, b := range l.bouncers[e.Network] {
-			d.put(b, Op{Kind: OpUpsertBouncerEntry, VNI: v.VNI, IP: e.IP, Host: hostIP})
+			d.put(b, entry)
+		}
+		if everyHost {
+			for _, h := range live {
+				if h != e.Host {
+					d.put(h, entry)
+				}
+			}
 		}
 		if isLive[e.Host] {
 			d.put(e.Host, Op{Kind: OpUpsertEndpoint, VNI: v.VNI, IP: e.IP, MAC: e.MAC,

@@ -96,14 +96,23 @@ func (a *Agent) apply(op controlplane.Op) error {
 		if err != nil {
 			return err
 		}
-		if err := a.dp.UpsertEndpoint(dataplane.Endpoint{VNI: op.VNI, IP: op.IP, MAC: op.MAC, Ifindex: ifindex, NetID: op.NetID, VPC: op.VPCCIDR}); err != nil {
-			return err
-		}
+		// The agent goes on the veth before transit may deliver to the endpoint: otherwise the
+		// endpoint's first answer can ARP for its peer into a veth nobody answers on, and the
+		// kernel retries that ARP only a second later. (Until its port is written the agent
+		// drops what the endpoint sends, which it has no reason to send yet.)
+		attached := false
 		if !a.attached[op.Interface] {
 			if err := a.dp.Attach(a.ns, op.Interface, dataplane.Agent, a.mode); err != nil {
-				return errors.Join(err, a.dp.DeleteEndpoint(op.VNI, op.IP))
+				return err
 			}
-			a.attached[op.Interface] = true
+			a.attached[op.Interface], attached = true, true
+		}
+		if err := a.dp.UpsertEndpoint(dataplane.Endpoint{VNI: op.VNI, IP: op.IP, MAC: op.MAC, Ifindex: ifindex, NetID: op.NetID, VPC: op.VPCCIDR}); err != nil {
+			if attached {
+				delete(a.attached, op.Interface)
+				return errors.Join(err, a.dp.Detach(a.ns, op.Interface))
+			}
+			return err
 		}
 		return nil
 	case controlplane.OpDeleteEndpoint:
