@@ -131,6 +131,41 @@ func (c *Controller) commitFocused(ctx context.Context, method, what string, nex
 	return nil
 }
 
+// commitEndpoint sets endpoint name of VPC vpc to e (nil: deletes it), saves that one change
+// and sends hosts the difference. Unlike commit it changes the state in place (undone when the
+// save fails) and computes only what one endpoint can change: an endpoint costs the same
+// whatever the number of endpoints and hosts. Callers hold c.mu and have validated e.
+func (c *Controller) commitEndpoint(ctx context.Context, method, what, vpc, name string, e *Endpoint) error {
+	eps := c.state.VPCs[vpc].Endpoints
+	old, had := eps[name]
+	f := &focus{ip: old.IP, host: old.Host}
+	if e != nil {
+		f = &focus{ip: e.IP, host: e.Host}
+	}
+	live := liveHosts(c.state)
+	before, after := desired{}, desired{}
+	desiredVPC(before, c.state, vpc, live, c.everyHost, f)
+	if e != nil {
+		eps[name] = *e
+	} else {
+		delete(eps, name)
+	}
+	desiredVPC(after, c.state, vpc, live, c.everyHost, f)
+	if err := c.store.SaveEndpoint(vpc, name, e); err != nil {
+		if had {
+			eps[name] = old
+		} else {
+			delete(eps, name)
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	// diff covers live hosts only: liveHosts left the failed ones out of both sides.
+	if err := c.send(ctx, method, diff(before, after)); err != nil {
+		return fmt.Errorf("%s: saved, but %w", what, err)
+	}
+	return nil
+}
+
 // send applies ops to their hosts in parallel and counts them.
 func (c *Controller) send(ctx context.Context, method string, ops map[string][]Op) error {
 	w := Writes{PerHost: map[string]int{}}
@@ -548,10 +583,8 @@ func (c *Controller) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, 
 		return fail(invalidf("mac %v: derived by the controller, leave it empty (would be %v)", e.MAC, mac))
 	}
 	e.MAC = mac
-	next := c.state.Clone()
-	next.VPCs[e.VPC].Endpoints[e.Name] = e
 	c.log.Info("create endpoint", "vpc", e.VPC, "net", e.Network, "ep", e.Name, "host", e.Host, "ip", e.IP)
-	return e, c.commitFocused(ctx, "CreateEndpoint", "create endpoint "+e.Name+" in vpc "+e.VPC, next, scope{e.VPC}, &focus{ip: e.IP, host: e.Host})
+	return e, c.commitEndpoint(ctx, "CreateEndpoint", "create endpoint "+e.Name+" in vpc "+e.VPC, e.VPC, e.Name, &e)
 }
 
 // allocate returns the lowest address of p that is neither reserved nor taken.
@@ -578,10 +611,8 @@ func (c *Controller) DeleteEndpoint(ctx context.Context, vpc, name string) error
 	if !ok {
 		return fmt.Errorf("delete endpoint %s in vpc %s: %w", name, vpc, ErrNotFound)
 	}
-	next := c.state.Clone()
-	delete(next.VPCs[vpc].Endpoints, name)
-	c.log.Info("delete endpoint", "vpc", vpc, "ep", name)
-	return c.commitFocused(ctx, "DeleteEndpoint", "delete endpoint "+name+" in vpc "+vpc, next, scope{vpc}, &focus{ip: e.IP, host: e.Host})
+	c.log.Info("delete endpoint", "vpc", vpc, "ep", name, "ip", e.IP)
+	return c.commitEndpoint(ctx, "DeleteEndpoint", "delete endpoint "+name+" in vpc "+vpc, vpc, name, nil)
 }
 
 // --- reads ---

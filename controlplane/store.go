@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,13 +113,17 @@ func decodeState(b []byte) (*State, error) {
 type Store interface {
 	Load() (*State, error)
 	Save(*State) error
+	// SaveEndpoint records, on top of what was saved last, that endpoint name of VPC vpc is
+	// now e (nil: deleted). Endpoints are the one object there are many of: saving one must
+	// cost the same whatever their number, so it is not a Save of the whole state.
+	SaveEndpoint(vpc, name string, e *Endpoint) error
 }
 
-// MemoryStore is a Store in memory. It keeps an encoded copy, so it sees the same encoding
-// errors as a durable store and callers cannot alias what it holds.
+// MemoryStore is a Store in memory. Save keeps a copy that went through the encoding, so it
+// sees the same encoding errors as a durable store and callers cannot alias what it holds.
 type MemoryStore struct {
 	mu    sync.Mutex
-	saved []byte
+	saved *State
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -130,7 +135,7 @@ func (m *MemoryStore) Load() (*State, error) {
 	if m.saved == nil {
 		return NewState(), nil
 	}
-	return decodeState(m.saved)
+	return m.saved.Clone(), nil
 }
 
 func (m *MemoryStore) Save(s *State) error {
@@ -138,19 +143,60 @@ func (m *MemoryStore) Save(s *State) error {
 	if err != nil {
 		return err
 	}
+	saved, err := decodeState(b)
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
-	m.saved = b
+	m.saved = saved
 	m.mu.Unlock()
+	return nil
+}
+
+func (m *MemoryStore) SaveEndpoint(vpc, name string, e *Endpoint) error {
+	var raw []byte
+	if e != nil {
+		var err error
+		if raw, err = json.Marshal(e); err != nil {
+			return fmt.Errorf("encode endpoint %s: %w", name, err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.saved == nil {
+		m.saved = NewState()
+	}
+	return putEndpoint(m.saved, vpc, name, raw)
+}
+
+// putEndpoint sets (raw non-nil: its encoding) or deletes an endpoint of s.
+func putEndpoint(s *State, vpc, name string, raw []byte) error {
+	v, ok := s.VPCs[vpc]
+	if !ok {
+		return fmt.Errorf("save endpoint %s: vpc %q: %w: not saved", name, vpc, ErrNotFound)
+	}
+	if raw == nil {
+		delete(v.Endpoints, name)
+		return nil
+	}
+	var e Endpoint
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return fmt.Errorf("decode endpoint %s: %w", name, err)
+	}
+	v.Endpoints[name] = e
 	return nil
 }
 
 var (
 	boltBucket = []byte("mizar")
 	boltKey    = []byte("state")
+	// Endpoints live apart from the state, one key each (VPC, NUL, name), so that one endpoint
+	// is one small write.
+	boltEndpoints = []byte("endpoints")
 )
 
-// BoltStore is a Store in a bbolt file: the whole state as JSON under one key, replaced in one
-// transaction by each Save.
+// BoltStore is a Store in a bbolt file: the state without its endpoints as JSON under one key,
+// and each endpoint under a key of its own.
 type BoltStore struct {
 	db *bolt.DB
 }
@@ -163,38 +209,104 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open state store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(boltBucket)
+		if _, err := tx.CreateBucketIfNotExists(boltBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(boltEndpoints)
 		return err
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("create bucket in %s: %w", path, err), db.Close())
+		return nil, errors.Join(fmt.Errorf("create buckets in %s: %w", path, err), db.Close())
 	}
 	return &BoltStore{db: db}, nil
 }
 
+func endpointKey(vpc, name string) []byte { return []byte(vpc + "\x00" + name) }
+
 func (b *BoltStore) Load() (*State, error) {
-	var raw []byte
+	var s *State
 	err := b.db.View(func(tx *bolt.Tx) error {
-		raw = slices.Clone(tx.Bucket(boltBucket).Get(boltKey))
-		return nil
+		raw := tx.Bucket(boltBucket).Get(boltKey)
+		if raw == nil {
+			s = NewState()
+			return nil
+		}
+		var err error
+		if s, err = decodeState(raw); err != nil {
+			return err
+		}
+		return tx.Bucket(boltEndpoints).ForEach(func(k, v []byte) error {
+			vpc, name, ok := strings.Cut(string(k), "\x00")
+			if !ok {
+				return fmt.Errorf("endpoint key %q: no vpc", k)
+			}
+			return putEndpoint(s, vpc, name, v)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load state from %s: %w", b.db.Path(), err)
 	}
-	if raw == nil {
-		return NewState(), nil
-	}
-	return decodeState(raw)
+	return s, nil
 }
 
+// Save replaces the whole state, endpoints included.
 func (b *BoltStore) Save(s *State) error {
-	raw, err := encodeState(s)
+	bare := *s
+	bare.VPCs = make(map[string]VPCState, len(s.VPCs))
+	eps := map[string][]byte{}
+	for name, v := range s.VPCs {
+		for en, e := range v.Endpoints {
+			raw, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("encode endpoint %s: %w", en, err)
+			}
+			eps[string(endpointKey(name, en))] = raw
+		}
+		v.Endpoints = nil
+		bare.VPCs[name] = v
+	}
+	raw, err := encodeState(&bare)
 	if err != nil {
 		return err
 	}
-	err = b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(boltBucket).Put(boltKey, raw) })
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(boltBucket).Put(boltKey, raw); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(boltEndpoints); err != nil {
+			return err
+		}
+		bk, err := tx.CreateBucket(boltEndpoints)
+		if err != nil {
+			return err
+		}
+		for k, v := range eps {
+			if err := bk.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("save state to %s: %w", b.db.Path(), err)
+	}
+	return nil
+}
+
+func (b *BoltStore) SaveEndpoint(vpc, name string, e *Endpoint) error {
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(boltEndpoints)
+		if e == nil {
+			return bk.Delete(endpointKey(vpc, name))
+		}
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode endpoint %s: %w", name, err)
+		}
+		return bk.Put(endpointKey(vpc, name), raw)
+	})
+	if err != nil {
+		return fmt.Errorf("save endpoint %s of vpc %s to %s: %w", name, vpc, b.db.Path(), err)
 	}
 	return nil
 }

@@ -97,3 +97,32 @@ func TestLoadRejectsOtherVersion(t *testing.T) {
 		t.Fatalf("got %v, want a version error", err)
 	}
 }
+
+type failingEndpointStore struct{ MemoryStore }
+
+func (*failingEndpointStore) SaveEndpoint(string, string, *Endpoint) error {
+	return errors.New("disk full")
+}
+
+// An endpoint is saved as one change, in place; a failed save must leave nothing of it.
+func TestSaveEndpointErrorChangesNothing(t *testing.T) {
+	agents := NewRecordingAgents()
+	c, err := New(Options{Store: &failingEndpointStore{}, Agents: agents})
+	must(t, err)
+	must(t, c.AddHost(ctx, Host{Name: "h", IP: hostIP(1)}))
+	_, err = c.CreateVPC(ctx, VPC{Name: "v", CIDR: pfx("10.0.0.0/16"), Dividers: 1})
+	must(t, err)
+	_, err = c.CreateNetwork(ctx, Network{Name: "n", VPC: "v", CIDR: pfx("10.0.1.0/24"), Bouncers: 1})
+	must(t, err)
+	before := c.Stats().Total.Total
+	_, err = c.CreateEndpoint(ctx, Endpoint{Name: "e", VPC: "v", Network: "n", Host: "h"})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("got %v, want the save error", err)
+	}
+	if n := len(c.State().VPCs["v"].Endpoints); n != 0 {
+		t.Errorf("%d endpoints in the state after a failed save", n)
+	}
+	if got := c.Stats().Total.Total; got != before {
+		t.Errorf("%d writes sent for an endpoint that was not saved", got-before)
+	}
+}
