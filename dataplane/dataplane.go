@@ -60,6 +60,7 @@ type Dataplane struct {
 	log       *slog.Logger
 	transit   transitObjects
 	agent     agentObjects
+	agentTC   agentTCObjects
 	reference referenceObjects
 	pass      passObjects
 
@@ -75,7 +76,8 @@ type Dataplane struct {
 // ErrClosed is returned by operations on a closed Dataplane.
 var ErrClosed = errors.New("dataplane closed")
 
-// New loads transit, agent, and the helper programs; agent shares every map with transit.
+// New loads transit, agent (XDP and tc), and the helper programs; the agents share every map
+// with transit.
 func New(cfg Config) (*Dataplane, error) {
 	cfg = cfg.withDefaults()
 	spec, err := loadTransit()
@@ -98,29 +100,13 @@ func New(cfg Config) (*Dataplane, error) {
 	if err := spec.LoadAndAssign(&d.transit, nil); err != nil {
 		return nil, fmt.Errorf("load transit: %w", verifierError(err))
 	}
-	agentSpec, err := loadAgent()
-	if err != nil {
+	if err := d.loadShared(loadAgent, &d.agent, sizes); err != nil {
 		d.transit.Close()
-		return nil, fmt.Errorf("load agent spec: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
-	// The agent's copy of each shared map must match in size, or the replacement is refused.
-	for name, ms := range agentSpec.Maps {
-		if n, ok := sizes[name]; ok {
-			ms.MaxEntries = n
-		}
-	}
-	shared := map[string]*ebpf.Map{}
-	for name := range agentSpec.Maps {
-		m, err := d.transitMap(name)
-		if err != nil {
-			d.transit.Close()
-			return nil, err
-		}
-		shared[name] = m
-	}
-	if err := agentSpec.LoadAndAssign(&d.agent, &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
-		d.transit.Close()
-		return nil, fmt.Errorf("load agent: %w", verifierError(err))
+	if err := d.loadShared(loadAgentTC, &d.agentTC, sizes); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("agent_tc: %w", err)
 	}
 	if err := loadReferenceObjects(&d.reference, nil); err != nil {
 		d.Close()
@@ -131,6 +117,33 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("load pass: %w", err)
 	}
 	return d, nil
+}
+
+// loadShared loads a collection whose maps are all transit's: the agent's two attach points
+// (XDP and tc) decide from the same tables.
+func (d *Dataplane) loadShared(load func() (*ebpf.CollectionSpec, error), objs any, sizes map[string]uint32) error {
+	spec, err := load()
+	if err != nil {
+		return fmt.Errorf("load spec: %w", err)
+	}
+	// Each copy of a shared map must match in size, or the replacement is refused.
+	for name, ms := range spec.Maps {
+		if n, ok := sizes[name]; ok {
+			ms.MaxEntries = n
+		}
+	}
+	shared := map[string]*ebpf.Map{}
+	for name := range spec.Maps {
+		m, err := d.transitMap(name)
+		if err != nil {
+			return err
+		}
+		shared[name] = m
+	}
+	if err := spec.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
+		return fmt.Errorf("load: %w", verifierError(err))
+	}
+	return nil
 }
 
 func resize(spec *ebpf.CollectionSpec, sizes map[string]uint32) error {
@@ -173,6 +186,6 @@ func verifierError(err error) error {
 // Close detaches everything this Dataplane attached and releases its programs and maps.
 func (d *Dataplane) Close() error {
 	errs := []error{d.DetachAll()}
-	errs = append(errs, d.agent.Close(), d.reference.Close(), d.pass.Close(), d.transit.Close())
+	errs = append(errs, d.agent.Close(), d.agentTC.Close(), d.reference.Close(), d.pass.Close(), d.transit.Close())
 	return errors.Join(errs...)
 }
