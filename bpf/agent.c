@@ -39,8 +39,11 @@ int agent(struct xdp_md *ctx)
 	}
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return verdict(R_NOT_IPV4, XDP_DROP);
+	/* The whole frame, also when loaded as multi-buffer (xdp.frags): the headers are in the
+	 * first buffer, the rest may not be. */
+	frame_len = bpf_xdp_get_buff_len(ctx);
 	iph = (void *)(eth + 1);
-	r = agent_check_ipv4(port, iph, data_end, data_end - (void *)iph);
+	r = agent_check_ipv4(port, iph, data_end, frame_len - sizeof(*eth));
 	if (r != R_MAX)
 		return verdict(r, XDP_DROP);
 
@@ -59,7 +62,6 @@ int agent(struct xdp_md *ctx)
 		return verdict(R_SAME_HOST, XDP_REDIRECT);
 	}
 
-	frame_len = data_end - data;
 	if (bpf_ntohs(iph->tot_len) + OVERHEAD > cfg->mtu)
 		return verdict(R_TOO_BIG, XDP_DROP);
 	r = agent_route(cfg, port, &key, ep, iph, data_end, &rt);

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Config sizes the maps at load time. Zero fields take the defaults.
@@ -27,6 +28,10 @@ type Config struct {
 	MaxNetworks uint32
 	// MaxHosts bounds the underlay hosts this host can reach (default 65,536).
 	MaxHosts uint32
+	// XDPFrags loads the XDP programs as multi-buffer (xdp.frags): a veth takes an XDP program
+	// only while its MTU fits one page, unless the program handles frames spread over
+	// several buffers. Needed for jumbo underlay MTUs.
+	XDPFrags bool
 	Logger   *slog.Logger
 }
 
@@ -96,6 +101,7 @@ func New(cfg Config) (*Dataplane, error) {
 	if err := resize(spec, sizes); err != nil {
 		return nil, fmt.Errorf("transit: %w", err)
 	}
+	cfg.frags(spec)
 	d := &Dataplane{log: cfg.Logger, cfg: cfg, links: map[attachKey]link.Link{}, state: newShadow()}
 	if err := spec.LoadAndAssign(&d.transit, nil); err != nil {
 		return nil, fmt.Errorf("load transit: %w", verifierError(err))
@@ -112,7 +118,13 @@ func New(cfg Config) (*Dataplane, error) {
 		d.Close()
 		return nil, fmt.Errorf("load reference: %w", err)
 	}
-	if err := loadPassObjects(&d.pass, nil); err != nil {
+	passSpec, err := loadPass()
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("load pass spec: %w", err)
+	}
+	cfg.frags(passSpec)
+	if err := passSpec.LoadAndAssign(&d.pass, nil); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("load pass: %w", err)
 	}
@@ -126,6 +138,7 @@ func (d *Dataplane) loadShared(load func() (*ebpf.CollectionSpec, error), objs a
 	if err != nil {
 		return fmt.Errorf("load spec: %w", err)
 	}
+	d.cfg.frags(spec)
 	// Each copy of a shared map must match in size, or the replacement is refused.
 	for name, ms := range spec.Maps {
 		if n, ok := sizes[name]; ok {
@@ -144,6 +157,19 @@ func (d *Dataplane) loadShared(load func() (*ebpf.CollectionSpec, error), objs a
 		return fmt.Errorf("load: %w", verifierError(err))
 	}
 	return nil
+}
+
+// frags marks spec's XDP programs multi-buffer when c asks for it. The C is written for both:
+// it reads headers from the first buffer and lengths from bpf_xdp_get_buff_len.
+func (c Config) frags(spec *ebpf.CollectionSpec) {
+	if !c.XDPFrags {
+		return
+	}
+	for _, p := range spec.Programs {
+		if p.Type == ebpf.XDP {
+			p.Flags |= unix.BPF_F_XDP_HAS_FRAGS
+		}
+	}
 }
 
 func resize(spec *ebpf.CollectionSpec, sizes map[string]uint32) error {

@@ -28,6 +28,9 @@ type OverlaySpec struct {
 	// EndpointGRO has endpoints take what transit redirects to them through GRO (which gives
 	// a veth the NAPI that XDP redirects need) instead of a Pass XDP program on their eth0.
 	EndpointGRO bool
+	// XDPFrags loads the XDP programs multi-buffer (dataplane.Config.XDPFrags): needed when
+	// the MTU is larger than a page.
+	XDPFrags bool
 }
 
 // OverlayHost is one host of a built overlay.
@@ -148,7 +151,7 @@ func BuildOverlay(lab *Lab, spec OverlaySpec, log *slog.Logger) (_ *Overlay, err
 				return nil, err
 			}
 		}
-		dp, err := dataplane.New(dataplane.Config{Logger: log.With("host", ns.Name)})
+		dp, err := dataplane.New(dataplane.Config{Logger: log.With("host", ns.Name), XDPFrags: spec.XDPFrags})
 		if err != nil {
 			return nil, fmt.Errorf("host %s: %w", ns.Name, err)
 		}
