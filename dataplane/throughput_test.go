@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,7 +25,8 @@ import (
 // It reports; it asserts only that every configuration carries traffic and that the tc agent
 // encapsulates super-packets (fewer encapsulations than the packets the substrate sent).
 // MIZAR_THROUGHPUT_SECONDS sets the length of each measurement (default 1);
-// MIZAR_THROUGHPUT_MTUS the underlay MTUs (default "1500").
+// MIZAR_THROUGHPUT_MTUS the underlay MTUs (default "1500"); MIZAR_THROUGHPUT_ROUNDS how many
+// times each is measured (default 1).
 func TestThroughputEncapPoints(t *testing.T) {
 	secs := 1.0
 	if v := os.Getenv("MIZAR_THROUGHPUT_SECONDS"); v != "" {
@@ -46,6 +48,14 @@ func TestThroughputEncapPoints(t *testing.T) {
 		}
 	}
 	dur := time.Duration(secs * float64(time.Second))
+	rounds := 1
+	if v := os.Getenv("MIZAR_THROUGHPUT_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("MIZAR_THROUGHPUT_ROUNDS=%q: want a positive integer", v)
+		}
+		rounds = n
+	}
 
 	type config struct {
 		name   string
@@ -63,29 +73,74 @@ func TestThroughputEncapPoints(t *testing.T) {
 		{"tc agent + endpoint GRO, direct", dataplane.AgentTC, true, false, false},
 		{"tc agent + endpoint GRO, via bouncer", dataplane.AgentTC, true, true, false},
 	}
-	var table strings.Builder
-	fmt.Fprintf(&table, "\n| underlay MTU | path | Gbit/s | x plain routing |\n|---|---|---|---|\n")
-	for _, mtu := range mtus {
-		plain, err := measurePlain(t, mtu, dur)
-		if err != nil {
-			t.Fatalf("plain routing at mtu %d: %v", mtu, err)
+	type row struct {
+		mtu         int
+		name        string
+		bps, ratios []float64
+		plain       bool
+		failed      error
+	}
+	var rows []*row
+	find := func(mtu int, name string, plain bool) *row {
+		for _, r := range rows {
+			if r.mtu == mtu && r.name == name {
+				return r
+			}
 		}
-		fmt.Fprintf(&table, "| %d | plain routing | %.2f | 1.00 |\n", mtu, plain/1e9)
-		for _, c := range configs {
-			needFrags := mtu > maxSingleBufferMTU
-			if c.frags && needFrags {
-				continue // the same as the row without: every program is xdp.frags here
+		r := &row{mtu: mtu, name: name, plain: plain}
+		rows = append(rows, r)
+		return r
+	}
+	// The machine is shared: each overlay figure is paired with plain routing measured just
+	// before it, and the rounds give medians.
+	for round := range rounds {
+		for _, mtu := range mtus {
+			for _, c := range configs {
+				needFrags := mtu > maxSingleBufferMTU
+				if c.frags && needFrags {
+					continue // the same as the row without: every program is xdp.frags here
+				}
+				plain, err := measurePlain(t, mtu, dur)
+				if err != nil {
+					t.Fatalf("plain routing at mtu %d: %v", mtu, err)
+				}
+				pr := find(mtu, "plain routing", true)
+				pr.bps = append(pr.bps, plain)
+				r := find(mtu, c.name, false)
+				bps, err := measureOverlay(t, mtu, c.agent, c.gro, c.bounce, c.frags || needFrags, dur)
+				if err != nil {
+					t.Errorf("round %d: %s at mtu %d: %v", round, c.name, mtu, err)
+					r.failed = err
+					continue
+				}
+				r.bps = append(r.bps, bps)
+				r.ratios = append(r.ratios, bps/plain)
 			}
-			bps, err := measureOverlay(t, mtu, c.agent, c.gro, c.bounce, c.frags || needFrags, dur)
-			if err != nil {
-				t.Errorf("%s at mtu %d: %v", c.name, mtu, err)
-				fmt.Fprintf(&table, "| %d | %s | failed: %v | |\n", mtu, c.name, err)
-				continue
-			}
-			fmt.Fprintf(&table, "| %d | %s | %.2f | %.2f |\n", mtu, c.name, bps/1e9, bps/plain)
+		}
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%d round(s) of %v per figure; medians, ratio range in brackets\n", rounds, dur)
+	fmt.Fprintf(&table, "| underlay MTU | path | Gbit/s | x plain routing (paired) |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		switch {
+		case r.failed != nil:
+			fmt.Fprintf(&table, "| %d | %s | failed: %v | |\n", r.mtu, r.name, r.failed)
+		case r.plain:
+			fmt.Fprintf(&table, "| %d | %s | %.2f (%d runs) | 1.00 |\n", r.mtu, r.name, median(r.bps)/1e9, len(r.bps))
+		default:
+			fmt.Fprintf(&table, "| %d | %s | %.2f | %.2f [%.2f-%.2f] |\n", r.mtu, r.name, median(r.bps)/1e9,
+				median(r.ratios), slices.Min(r.ratios), slices.Max(r.ratios))
 		}
 	}
 	t.Log(table.String())
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // maxSingleBufferMTU is about the largest MTU a veth keeps with a single-buffer XDP program on
