@@ -22,6 +22,9 @@ type ClusterOptions struct {
 	Store controlplane.Store // the control plane's store (default in memory)
 	// DataplaneConfig sizes every host's maps (defaults when zero).
 	DataplaneConfig dataplane.Config
+	// AgentProgram is what endpoint veths get: dataplane.Agent (XDP, when empty) or
+	// dataplane.AgentTC.
+	AgentProgram dataplane.Program
 }
 
 // ClusterHost is a host of a Cluster: a namespace on the fabric with its data plane.
@@ -143,6 +146,11 @@ func (c *Cluster) AddHost(ctx context.Context, name string) (_ *ClusterHost, err
 	if err := AddAddr(ns, "eth0", netip.PrefixFrom(ip, underlay.Bits())); err != nil {
 		return nil, err
 	}
+	if c.opts.AgentProgram == dataplane.AgentTC {
+		if err := SubstrateForTC(ns, "eth0"); err != nil {
+			return nil, err
+		}
+	}
 	cfg := c.opts.DataplaneConfig
 	cfg.Logger = c.log.With("host", name)
 	dp, err := dataplane.New(cfg)
@@ -166,6 +174,11 @@ func (c *Cluster) AddHost(ctx context.Context, name string) (_ *ClusterHost, err
 	}
 	h := &ClusterHost{Name: name, NS: ns, IP: ip, MAC: pair.A.MAC, DP: dp, port: port,
 		Agent: hostagent.New(dp, ns.Handle, c.opts.Mode, c.log.With("host", name))}
+	if c.opts.AgentProgram != "" {
+		if err := h.Agent.UseAgentProgram(c.opts.AgentProgram); err != nil {
+			return nil, err
+		}
+	}
 	for _, peer := range c.Hosts() {
 		if err := dp.UpsertNeighbor(peer.IP, peer.MAC); err != nil {
 			return nil, err
@@ -319,8 +332,8 @@ func (p *plumbingAgent) isFailed() bool {
 }
 
 // plumb makes the endpoint's namespace with its veth named as the op says, its address, a route
-// to its whole VPC (the agent answers ARP for any of it), and no TX checksum offload (XDP sees
-// what the endpoint sends before any offload would complete it).
+// to its whole VPC (the agent answers ARP for any of it), and its eth0 set up for the agent
+// program (PlumbEndpoint).
 func (p *plumbingAgent) plumb(op controlplane.Op) (err error) {
 	id := epID{op.VNI, op.IP}
 	p.c.mu.Lock()
@@ -347,10 +360,7 @@ func (p *plumbingAgent) plumb(op controlplane.Op) (err error) {
 	if err := AddAddr(ns, "eth0", netip.PrefixFrom(op.IP, op.VPCCIDR.Bits())); err != nil {
 		return err
 	}
-	if err := DisableTxChecksum(ns, "eth0"); err != nil {
-		return err
-	}
-	if err := p.h.DP.Attach(ns.Handle, "eth0", dataplane.Pass, p.c.opts.Mode); err != nil {
+	if err := PlumbEndpoint(p.h.DP, ns, p.c.opts.AgentProgram, false, p.c.opts.Mode); err != nil {
 		return err
 	}
 	p.c.mu.Lock()

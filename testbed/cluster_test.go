@@ -9,16 +9,24 @@ import (
 	"time"
 
 	"github.com/mizar-net/mizar/controlplane"
+	"github.com/mizar-net/mizar/dataplane"
 )
 
 // TestCluster drives a real control plane onto real data planes: three hosts, two VPCs with the
 // same CIDR, endpoints created through the controller. Endpoints in one VPC reach each other;
 // the same address in the other VPC does not answer; an endpoint costs its network's bouncers
 // plus one writes.
-func TestCluster(t *testing.T) {
+func TestCluster(t *testing.T) { clusterTest(t, ClusterOptions{}) }
+
+// TestClusterAgentTC is TestCluster with the tc agent on every endpoint veth.
+func TestClusterAgentTC(t *testing.T) {
+	clusterTest(t, ClusterOptions{AgentProgram: dataplane.AgentTC})
+}
+
+func clusterTest(t *testing.T, opts ClusterOptions) {
 	requireRoot(t)
 	ctx := context.Background()
-	c, err := NewCluster(NewPrefix(), ClusterOptions{}, nil)
+	c, err := NewCluster(NewPrefix(), opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

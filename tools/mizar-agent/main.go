@@ -31,6 +31,8 @@ func run(args []string) error {
 	iface := fs.String("iface", "eth0", "substrate interface")
 	gw := fs.String("gateway-mac", "02:00:00:00:00:01", "MAC that endpoints' ARP resolves to")
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode")
+	agentProg := fs.String("agent", string(dataplane.Agent), "agent program on endpoint veths: agent (XDP) or agent_tc (tc, keeps the endpoints' TSO)")
+	frags := fs.Bool("xdp-frags", false, "load the XDP programs multi-buffer (needed for MTUs above a page on veths)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,6 +53,7 @@ func run(args []string) error {
 	defer stop()
 	return hostagent.Serve(ctx, hostagent.ServeOptions{
 		Listen: *listen, Netns: *ns, Substrate: *iface, GatewayMAC: mac, Mode: mode,
+		AgentProgram: dataplane.Program(*agentProg), Config: dataplane.Config{XDPFrags: *frags},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
 }
