@@ -22,7 +22,7 @@ int agent(struct xdp_md *ctx)
 	struct agent_route rt;
 	struct ep_key key;
 	enum reason r;
-	__u32 vni, frame_len;
+	__u32 vni, frame_len, out;
 
 	if (!cfg)
 		return verdict(R_UNKNOWN_PORT, XDP_DROP);
@@ -48,15 +48,8 @@ int agent(struct xdp_md *ctx)
 		return verdict(r, XDP_DROP);
 
 	vni = port->vni;
-	key.vni = vni;
-	key.ip = iph->daddr;
-	ep = bpf_map_lookup_elem(&endpoints, &key);
-	if (ep && ep->ifindex) {
-		/* Same host: straight to the other veth, no trip through the bouncer. */
-		__u32 out = ep->ifindex;
-
-		mac_copy(eth->h_dest, ep->mac);
-		mac_copy(eth->h_source, cfg->gw_mac);
+	ep = agent_lookup(cfg, port, eth, iph, &key, &out);
+	if (out) {
 		if (bpf_redirect(out, 0) != XDP_REDIRECT)
 			return verdict(R_REDIRECT_FAILED, XDP_DROP);
 		return verdict(R_SAME_HOST, XDP_REDIRECT);

@@ -52,6 +52,28 @@ static __always_inline enum reason agent_check_ipv4(struct port *port, struct ip
 	return R_MAX;
 }
 
+/* Looks up the destination of port's packet at iph (filling key). When it is an endpoint of
+ * this host, the frame is readied for its veth (MACs) and *out is that veth; else *out is 0
+ * and the endpoints entry, if any, is returned for agent_route. */
+static __always_inline struct endpoint *agent_lookup(struct host_cfg *cfg, struct port *port,
+						     struct ethhdr *eth, struct iphdr *iph,
+						     struct ep_key *key, __u32 *out)
+{
+	struct endpoint *ep;
+
+	key->vni = port->vni;
+	key->ip = iph->daddr;
+	*out = 0;
+	ep = bpf_map_lookup_elem(&endpoints, key);
+	if (ep && ep->ifindex) {
+		/* Same host: straight to the other veth, no trip through the bouncer. */
+		*out = ep->ifindex;
+		mac_copy(eth->h_dest, ep->mac);
+		mac_copy(eth->h_source, cfg->gw_mac);
+	}
+	return ep;
+}
+
 /* Where the agent sends an endpoint's IPv4 packet that does not stay on this host. */
 struct agent_route {
 	__u32 dst;    /* substrate address of the next host */

@@ -50,7 +50,7 @@ SEC("tcx/ingress")
 int agent_tc(struct __sk_buff *skb)
 {
 	struct host_cfg *cfg = get_cfg();
-	__u32 ifindex = skb->ifindex, pull = skb->len, vni, frame_len;
+	__u32 ifindex = skb->ifindex, pull = skb->len, vni, frame_len, out;
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *iph;
@@ -99,17 +99,9 @@ int agent_tc(struct __sk_buff *skb)
 		return verdict(r, TC_ACT_SHOT);
 
 	vni = port->vni;
-	key.vni = vni;
-	key.ip = iph->daddr;
-	ep = bpf_map_lookup_elem(&endpoints, &key);
-	if (ep && ep->ifindex) {
-		/* Same host: out of the other endpoint's veth, still one super-packet. */
-		__u32 out = ep->ifindex;
-
-		mac_copy(eth->h_dest, ep->mac);
-		mac_copy(eth->h_source, cfg->gw_mac);
+	ep = agent_lookup(cfg, port, eth, iph, &key, &out);
+	if (out) /* out of the other endpoint's veth, still one super-packet */
 		return verdict(R_SAME_HOST, bpf_redirect(out, 0));
-	}
 
 	if (wire_len(skb, iph, data_end) + OVERHEAD > cfg->mtu)
 		return verdict(R_TOO_BIG, TC_ACT_SHOT);
