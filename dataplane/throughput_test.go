@@ -26,7 +26,8 @@ import (
 // encapsulates super-packets (fewer encapsulations than the packets the substrate sent).
 // MIZAR_THROUGHPUT_SECONDS sets the length of each measurement (default 1);
 // MIZAR_THROUGHPUT_MTUS the underlay MTUs (default "1500"); MIZAR_THROUGHPUT_ROUNDS how many
-// times each is measured (default 1).
+// times each is measured (default 1); MIZAR_THROUGHPUT_ONLY, when set, the paths to measure
+// (names as in the table, comma separated).
 func TestThroughputEncapPoints(t *testing.T) {
 	secs := 1.0
 	if v := os.Getenv("MIZAR_THROUGHPUT_SECONDS"); v != "" {
@@ -48,6 +49,7 @@ func TestThroughputEncapPoints(t *testing.T) {
 		}
 	}
 	dur := time.Duration(secs * float64(time.Second))
+	only := os.Getenv("MIZAR_THROUGHPUT_ONLY")
 	rounds := 1
 	if v := os.Getenv("MIZAR_THROUGHPUT_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -68,6 +70,8 @@ func TestThroughputEncapPoints(t *testing.T) {
 		{"xdp agent, direct", dataplane.Agent, false, false, false},
 		{"xdp agent, via bouncer", dataplane.Agent, false, true, false},
 		{"xdp agent as xdp.frags, direct", dataplane.Agent, false, false, true},
+		{"xdp agent + endpoint GRO, direct", dataplane.Agent, true, false, false},
+		{"xdp agent + endpoint GRO, via bouncer", dataplane.Agent, true, true, false},
 		{"tc agent, direct", dataplane.AgentTC, false, false, false},
 		{"tc agent, via bouncer", dataplane.AgentTC, false, true, false},
 		{"tc agent + endpoint GRO, direct", dataplane.AgentTC, true, false, false},
@@ -96,6 +100,9 @@ func TestThroughputEncapPoints(t *testing.T) {
 	for round := range rounds {
 		for _, mtu := range mtus {
 			for _, c := range configs {
+				if only != "" && !slices.ContainsFunc(strings.Split(only, ","), func(o string) bool { return strings.TrimSpace(o) == c.name }) {
+					continue
+				}
 				needFrags := mtu > maxSingleBufferMTU
 				if c.frags && needFrags {
 					continue // the same as the row without: every program is xdp.frags here
