@@ -27,7 +27,7 @@ import (
 // MIZAR_THROUGHPUT_SECONDS sets the length of each measurement (default 1);
 // MIZAR_THROUGHPUT_MTUS the underlay MTUs (default "1500"); MIZAR_THROUGHPUT_ROUNDS how many
 // times each is measured (default 1); MIZAR_THROUGHPUT_ONLY, when set, the paths to measure
-// (names as in the table, comma separated).
+// (names as in the table, separated by semicolons).
 func TestThroughputEncapPoints(t *testing.T) {
 	secs := 1.0
 	if v := os.Getenv("MIZAR_THROUGHPUT_SECONDS"); v != "" {
@@ -100,7 +100,7 @@ func TestThroughputEncapPoints(t *testing.T) {
 	for round := range rounds {
 		for _, mtu := range mtus {
 			for _, c := range configs {
-				if only != "" && !slices.ContainsFunc(strings.Split(only, ","), func(o string) bool { return strings.TrimSpace(o) == c.name }) {
+				if only != "" && !slices.ContainsFunc(strings.Split(only, ";"), func(o string) bool { return strings.TrimSpace(o) == c.name }) {
 					continue
 				}
 				needFrags := mtu > maxSingleBufferMTU
