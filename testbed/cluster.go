@@ -25,6 +25,9 @@ type ClusterOptions struct {
 	// AgentProgram is what endpoint veths get: dataplane.Agent (XDP, when empty) or
 	// dataplane.AgentTC.
 	AgentProgram dataplane.Program
+	// EndpointGRO has endpoints take what transit redirects to them through GRO instead of a
+	// Pass XDP program on their eth0 (OverlaySpec.EndpointGRO).
+	EndpointGRO bool
 }
 
 // ClusterHost is a host of a Cluster: a namespace on the fabric with its data plane.
@@ -42,6 +45,7 @@ type ClusterHost struct {
 type clusterEndpoint struct {
 	ns   *Namespace
 	host string
+	pass bool // Pass XDP on its eth0, to detach
 }
 
 // Cluster is hosts in namespaces on a bridged fabric, programmed by a real control plane
@@ -360,11 +364,11 @@ func (p *plumbingAgent) plumb(op controlplane.Op) (err error) {
 	if err := AddAddr(ns, "eth0", netip.PrefixFrom(op.IP, op.VPCCIDR.Bits())); err != nil {
 		return err
 	}
-	if err := PlumbEndpoint(p.h.DP, ns, p.c.opts.AgentProgram, false, p.c.opts.Mode); err != nil {
+	if err := PlumbEndpoint(p.h.DP, ns, p.c.opts.AgentProgram, p.c.opts.EndpointGRO, p.c.opts.Mode); err != nil {
 		return err
 	}
 	p.c.mu.Lock()
-	p.c.endpoints[id] = clusterEndpoint{ns: ns, host: p.h.Name}
+	p.c.endpoints[id] = clusterEndpoint{ns: ns, host: p.h.Name, pass: !p.c.opts.EndpointGRO}
 	p.c.mu.Unlock()
 	return nil
 }
@@ -378,7 +382,11 @@ func (p *plumbingAgent) unplumb(op controlplane.Op) error {
 	if !ok {
 		return nil
 	}
-	return errors.Join(p.h.DP.Detach(ce.ns.Handle, "eth0"), p.c.Lab.RemoveNamespace(ce.ns))
+	var err error
+	if ce.pass {
+		err = p.h.DP.Detach(ce.ns.Handle, "eth0")
+	}
+	return errors.Join(err, p.c.Lab.RemoveNamespace(ce.ns))
 }
 
 // RestartController replaces the control plane with a new one over the same store, as after a

@@ -18,9 +18,10 @@ import (
 // plus one writes.
 func TestCluster(t *testing.T) { clusterTest(t, ClusterOptions{}) }
 
-// TestClusterAgentTC is TestCluster with the tc agent on every endpoint veth.
+// TestClusterAgentTC is TestCluster with the tc agent on every endpoint veth, the endpoints
+// receiving through GRO.
 func TestClusterAgentTC(t *testing.T) {
-	clusterTest(t, ClusterOptions{AgentProgram: dataplane.AgentTC})
+	clusterTest(t, ClusterOptions{AgentProgram: dataplane.AgentTC, EndpointGRO: true})
 }
 
 func clusterTest(t *testing.T, opts ClusterOptions) {
