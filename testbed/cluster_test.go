@@ -18,10 +18,10 @@ import (
 // plus one writes.
 func TestCluster(t *testing.T) { clusterTest(t, ClusterOptions{}) }
 
-// TestClusterAgentTC is TestCluster with the tc agent on every endpoint veth, the endpoints
-// receiving through GRO.
-func TestClusterAgentTC(t *testing.T) {
-	clusterTest(t, ClusterOptions{AgentProgram: dataplane.AgentTC, EndpointGRO: true})
+// TestClusterXDPAgent is TestCluster with the XDP agent on every endpoint veth instead of the
+// default tc agent.
+func TestClusterXDPAgent(t *testing.T) {
+	clusterTest(t, ClusterOptions{AgentProgram: dataplane.Agent})
 }
 
 func clusterTest(t *testing.T, opts ClusterOptions) {

@@ -22,8 +22,8 @@ type ServeOptions struct {
 	Substrate  string           // substrate interface, e.g. eth0
 	GatewayMAC net.HardwareAddr // what endpoints' ARP resolves to
 	Mode       dataplane.Mode
-	// AgentProgram is what endpoint veths get: dataplane.Agent (XDP, when empty) or
-	// dataplane.AgentTC. With the tc agent on a veth substrate, TX checksum offload must be
+	// AgentProgram is what endpoint veths get: dataplane.AgentTC (when empty) or
+	// dataplane.Agent (XDP). With the tc agent on a veth substrate, TX checksum offload must be
 	// off on the substrate (testbed.SubstrateForTC says why).
 	AgentProgram dataplane.Program
 	Config       dataplane.Config

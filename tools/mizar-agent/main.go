@@ -31,7 +31,7 @@ func run(args []string) error {
 	iface := fs.String("iface", "eth0", "substrate interface")
 	gw := fs.String("gateway-mac", "02:00:00:00:00:01", "MAC that endpoints' ARP resolves to")
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode")
-	agentProg := fs.String("agent", string(dataplane.Agent), "agent program on endpoint veths: agent (XDP) or agent_tc (tc, keeps the endpoints' TSO)")
+	agentProg := fs.String("agent", string(dataplane.AgentTC), "agent program on endpoint veths: agent_tc (tc, keeps the endpoints' TSO) or agent (XDP)")
 	frags := fs.Bool("xdp-frags", false, "load the XDP programs multi-buffer (needed for MTUs above a page on veths)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
