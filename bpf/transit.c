@@ -143,6 +143,9 @@ static __always_inline int parse(struct xdp_md *ctx, struct host_cfg *cfg, struc
 	struct genevehdr *gh;
 	__u8 *opts;
 	__u32 optlen, off = 0;
+	/* The whole frame: loaded as multi-buffer (xdp.frags), data_end ends the first buffer
+	 * only, which still holds every header we read. */
+	__u32 len = bpf_xdp_get_buff_len(ctx);
 
 	if ((void *)(eth + 1) > data_end)
 		return R_MALFORMED;
@@ -156,7 +159,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct host_cfg *cfg, struc
 	if (iph->daddr != cfg->ip || iph->protocol != IPPROTO_UDP)
 		return -1;
 	/* The frame may carry padding past the packet, never less than the packet. */
-	if ((void *)iph + bpf_ntohs(iph->tot_len) > data_end)
+	if ((void *)iph - data + bpf_ntohs(iph->tot_len) > len)
 		return R_MALFORMED;
 	udp = (void *)iph + (iph->ihl * 4);
 	if ((void *)(udp + 1) > data_end)
@@ -227,7 +230,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct host_cfg *cfg, struc
 	if ((void *)(p->inner + 1) > data_end)
 		return R_MALFORMED;
 	if (p->inner->version != 4 || p->inner->ihl < 5 ||
-	    (void *)p->inner + bpf_ntohs(p->inner->tot_len) > data_end)
+	    (void *)p->inner - data + bpf_ntohs(p->inner->tot_len) > len)
 		return R_MALFORMED;
 
 	p->eth = eth;

@@ -39,8 +39,13 @@ func (m Mode) String() string {
 type Program string
 
 const (
-	Transit   Program = "transit"
-	Agent     Program = "agent"
+	Transit Program = "transit"
+	// Agent is the agent as XDP on the host side of an endpoint's veth.
+	Agent Program = "agent"
+	// AgentTC is the agent at tc ingress (tcx) of the same veth: the same decisions on the skb
+	// path, where the endpoint's GSO super-packets stay whole until the substrate segments them.
+	// XDP's Mode does not apply to it.
+	AgentTC   Program = "agent_tc"
 	Pass      Program = "pass"
 	Reference Program = "reference"
 )
@@ -56,6 +61,8 @@ func (d *Dataplane) program(p Program) (*ebpf.Program, error) {
 		return d.transit.Transit, nil
 	case Agent:
 		return d.agent.Agent, nil
+	case AgentTC:
+		return d.agentTC.AgentTc, nil
 	case Pass:
 		return d.pass.Pass, nil
 	case Reference:
@@ -65,8 +72,8 @@ func (d *Dataplane) program(p Program) (*ebpf.Program, error) {
 }
 
 // Attach attaches program p to interface ifname inside network namespace ns (an open handle;
-// netns.None() means the caller's namespace). The attachment is a bpf_link: it is removed when
-// Detach or Close runs, or when the process dies.
+// netns.None() means the caller's namespace): XDP programs in mode, AgentTC at tcx ingress. The
+// attachment is a bpf_link: it is removed when Detach or Close runs, or when the process dies.
 func (d *Dataplane) Attach(ns netns.NsHandle, ifname string, p Program, mode Mode) error {
 	prog, err := d.program(p)
 	if err != nil {
@@ -83,6 +90,14 @@ func (d *Dataplane) Attach(ns netns.NsHandle, ifname string, p Program, mode Mod
 		iface, err := netlink.LinkByName(ifname)
 		if err != nil {
 			return fmt.Errorf("find interface: %w", err)
+		}
+		if prog.Type() == ebpf.SchedCLS {
+			l, err = link.AttachTCX(link.TCXOptions{
+				Program:   prog,
+				Interface: iface.Attrs().Index,
+				Attach:    ebpf.AttachTCXIngress,
+			})
+			return err
 		}
 		l, err = link.AttachXDP(link.XDPOptions{
 			Program:   prog,

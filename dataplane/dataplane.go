@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Config sizes the maps at load time. Zero fields take the defaults.
@@ -27,6 +28,10 @@ type Config struct {
 	MaxNetworks uint32
 	// MaxHosts bounds the underlay hosts this host can reach (default 65,536).
 	MaxHosts uint32
+	// XDPFrags loads the XDP programs as multi-buffer (xdp.frags): a veth takes an XDP program
+	// only while its MTU fits one page, unless the program handles frames spread over
+	// several buffers. Needed for jumbo underlay MTUs.
+	XDPFrags bool
 	Logger   *slog.Logger
 }
 
@@ -60,6 +65,7 @@ type Dataplane struct {
 	log       *slog.Logger
 	transit   transitObjects
 	agent     agentObjects
+	agentTC   agentTCObjects
 	reference referenceObjects
 	pass      passObjects
 
@@ -75,7 +81,8 @@ type Dataplane struct {
 // ErrClosed is returned by operations on a closed Dataplane.
 var ErrClosed = errors.New("dataplane closed")
 
-// New loads transit, agent, and the helper programs; agent shares every map with transit.
+// New loads transit, agent (XDP and tc), and the helper programs; the agents share every map
+// with transit.
 func New(cfg Config) (*Dataplane, error) {
 	cfg = cfg.withDefaults()
 	spec, err := loadTransit()
@@ -94,43 +101,75 @@ func New(cfg Config) (*Dataplane, error) {
 	if err := resize(spec, sizes); err != nil {
 		return nil, fmt.Errorf("transit: %w", err)
 	}
+	cfg.frags(spec)
 	d := &Dataplane{log: cfg.Logger, cfg: cfg, links: map[attachKey]link.Link{}, state: newShadow()}
 	if err := spec.LoadAndAssign(&d.transit, nil); err != nil {
 		return nil, fmt.Errorf("load transit: %w", verifierError(err))
 	}
-	agentSpec, err := loadAgent()
-	if err != nil {
+	if err := d.loadShared(loadAgent, &d.agent, sizes); err != nil {
 		d.transit.Close()
-		return nil, fmt.Errorf("load agent spec: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
-	// The agent's copy of each shared map must match in size, or the replacement is refused.
-	for name, ms := range agentSpec.Maps {
-		if n, ok := sizes[name]; ok {
-			ms.MaxEntries = n
-		}
-	}
-	shared := map[string]*ebpf.Map{}
-	for name := range agentSpec.Maps {
-		m, err := d.transitMap(name)
-		if err != nil {
-			d.transit.Close()
-			return nil, err
-		}
-		shared[name] = m
-	}
-	if err := agentSpec.LoadAndAssign(&d.agent, &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
-		d.transit.Close()
-		return nil, fmt.Errorf("load agent: %w", verifierError(err))
+	if err := d.loadShared(loadAgentTC, &d.agentTC, sizes); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("agent_tc: %w", err)
 	}
 	if err := loadReferenceObjects(&d.reference, nil); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("load reference: %w", err)
 	}
-	if err := loadPassObjects(&d.pass, nil); err != nil {
+	passSpec, err := loadPass()
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("load pass spec: %w", err)
+	}
+	cfg.frags(passSpec)
+	if err := passSpec.LoadAndAssign(&d.pass, nil); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("load pass: %w", err)
 	}
 	return d, nil
+}
+
+// loadShared loads a collection whose maps are all transit's: the agent's two attach points
+// (XDP and tc) decide from the same tables.
+func (d *Dataplane) loadShared(load func() (*ebpf.CollectionSpec, error), objs any, sizes map[string]uint32) error {
+	spec, err := load()
+	if err != nil {
+		return fmt.Errorf("load spec: %w", err)
+	}
+	d.cfg.frags(spec)
+	// Each copy of a shared map must match in size, or the replacement is refused.
+	for name, ms := range spec.Maps {
+		if n, ok := sizes[name]; ok {
+			ms.MaxEntries = n
+		}
+	}
+	shared := map[string]*ebpf.Map{}
+	for name := range spec.Maps {
+		m, err := d.transitMap(name)
+		if err != nil {
+			return err
+		}
+		shared[name] = m
+	}
+	if err := spec.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
+		return fmt.Errorf("load: %w", verifierError(err))
+	}
+	return nil
+}
+
+// frags marks spec's XDP programs multi-buffer when c asks for it. The C is written for both:
+// it reads headers from the first buffer and lengths from bpf_xdp_get_buff_len.
+func (c Config) frags(spec *ebpf.CollectionSpec) {
+	if !c.XDPFrags {
+		return
+	}
+	for _, p := range spec.Programs {
+		if p.Type == ebpf.XDP {
+			p.Flags |= unix.BPF_F_XDP_HAS_FRAGS
+		}
+	}
 }
 
 func resize(spec *ebpf.CollectionSpec, sizes map[string]uint32) error {
@@ -173,6 +212,6 @@ func verifierError(err error) error {
 // Close detaches everything this Dataplane attached and releases its programs and maps.
 func (d *Dataplane) Close() error {
 	errs := []error{d.DetachAll()}
-	errs = append(errs, d.agent.Close(), d.reference.Close(), d.pass.Close(), d.transit.Close())
+	errs = append(errs, d.agent.Close(), d.agentTC.Close(), d.reference.Close(), d.pass.Close(), d.transit.Close())
 	return errors.Join(errs...)
 }

@@ -14,9 +14,19 @@ import (
 // underlay, an endpoint on each of the first two, the network's bouncer on the third. Ping and
 // a verified TCP exchange go from endpoint to endpoint; the bouncer's counters show it carried
 // the first packets, and the hosts' counters show the direct path took over.
-func TestRealTraffic(t *testing.T) {
+func TestRealTraffic(t *testing.T) { realTraffic(t, dataplane.Agent, false) }
+
+// TestAgentTCTraffic is TestRealTraffic with the tc agent: the endpoints keep TSO, so the TCP
+// exchange hands the agent GSO super-packets to encapsulate whole.
+func TestAgentTCTraffic(t *testing.T) { realTraffic(t, dataplane.AgentTC, false) }
+
+// TestAgentTCTrafficGRO is the tc agent with endpoints receiving through GRO, no XDP on their
+// eth0.
+func TestAgentTCTrafficGRO(t *testing.T) { realTraffic(t, dataplane.AgentTC, true) }
+
+func realTraffic(t *testing.T, agent dataplane.Program, gro bool) {
 	lab, log, must := newLab(t)
-	o, err := testbed.BuildOverlay(lab, testbed.OverlaySpec{Hosts: 3, Bouncers: []int{2}, Endpoints: []int{0, 1}}, log)
+	o, err := testbed.BuildOverlay(lab, testbed.OverlaySpec{Hosts: 3, Bouncers: []int{2}, Endpoints: []int{0, 1}, Agent: agent, EndpointGRO: gro}, log)
 	must(err)
 	t.Cleanup(func() { o.Close() })
 	vni := o.Spec.VNI

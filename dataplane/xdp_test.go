@@ -21,6 +21,38 @@ const (
 
 var verdictNames = map[uint32]string{0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
 
+// tc verdicts (linux/pkt_cls.h).
+const (
+	tcOK       = 0
+	tcShot     = 2
+	tcRedirect = 7
+)
+
+var tcVerdictNames = map[uint32]string{0: "TC_ACT_OK", 2: "TC_ACT_SHOT", 7: "TC_ACT_REDIRECT"}
+
+// verdictFor is the verdict prog returns where an XDP program returns xdp.
+func verdictFor(prog Program, xdp uint32) uint32 {
+	if prog != AgentTC {
+		return xdp
+	}
+	switch xdp {
+	case xdpDrop:
+		return tcShot
+	case xdpTX, xdpRedirect:
+		return tcRedirect
+	case xdpPass:
+		return tcOK
+	}
+	return 0xffff
+}
+
+func verdictName(prog Program, v uint32) string {
+	if prog == AgentTC {
+		return tcVerdictNames[v]
+	}
+	return verdictNames[v]
+}
+
 // loIfindex is the test's ingress interface for the agent: BPF_PROG_TEST_RUN insists the
 // ingress device exists in the caller's namespace, and lo always does.
 const loIfindex = 1
@@ -100,7 +132,7 @@ func runFixtures(t *testing.T, fixtures []fixture) {
 			got, out, _, err := testRun(prog, in, ingress)
 			must(t, err)
 			if got != f.want {
-				t.Fatalf("verdict %s, want %s\ninput:\n%s\noutput:\n%s", verdictNames[got], verdictNames[f.want], dump(in), dump(out))
+				t.Fatalf("verdict %s, want %s\ninput:\n%s\noutput:\n%s", verdictName(f.prog, got), verdictName(f.prog, f.want), dump(in), dump(out))
 			}
 			c, err := d.Counters()
 			must(t, err)
@@ -526,16 +558,21 @@ func wantEncap(target netip.Addr, mac net.HardwareAddr) func(t *testing.T, d *Da
 	}
 }
 
-func TestAgent(t *testing.T) {
+func TestAgent(t *testing.T) { runFixtures(t, agentFixtures(Agent)) }
+
+// agentFixtures is the agent's behaviour, whichever hook runs it: prog is Agent or AgentTC,
+// whose verdicts differ only in name (an XDP_TX answer is a tc redirect back out of the veth).
+func agentFixtures(prog Program) []fixture {
+	v := func(xdp uint32) uint32 { return verdictFor(prog, xdp) }
 	port := func(t testing.TB, d *Dataplane) {
 		withPort(t, d)
 		withNeighbors(t, d)
 		must(t, d.SetBouncers(vni, netAID, []netip.Addr{b1IP}))
 	}
-	runFixtures(t, []fixture{
+	return []fixture{
 		{
 			name: "answers ARP for a VPC address with the gateway MAC",
-			prog: Agent, setup: port, want: xdpTX,
+			prog: prog, setup: port, want: v(xdpTX),
 			in:       func(t testing.TB) []byte { return arpRequest(t, ep1MAC, ep1IP, ep2IP) },
 			counters: map[Reason]uint64{ReasonARPReplied: 1},
 			check: func(t *testing.T, _ *Dataplane, in, out []byte) {
@@ -557,31 +594,31 @@ func TestAgent(t *testing.T) {
 		},
 		{
 			name: "ignores ARP for an address outside the VPC",
-			prog: Agent, setup: port, want: xdpDrop,
+			prog: prog, setup: port, want: v(xdpDrop),
 			in:       func(t testing.TB) []byte { return arpRequest(t, ep1MAC, ep1IP, netip.MustParseAddr("192.0.2.1")) },
 			counters: map[Reason]uint64{ReasonARPIgnored: 1},
 		},
 		{
 			name: "drops ARP claiming another endpoint's address",
-			prog: Agent, setup: port, want: xdpDrop,
+			prog: prog, setup: port, want: v(xdpDrop),
 			in:       func(t testing.TB) []byte { return arpRequest(t, ep1MAC, ep2IP, ep4IP) },
 			counters: map[Reason]uint64{ReasonSpoofed: 1},
 		},
 		{
 			name: "drops a spoofed source IP",
-			prog: Agent, setup: port, want: xdpDrop,
+			prog: prog, setup: port, want: v(xdpDrop),
 			in:       fromEp1(func(f *flow) { f.src = ep4IP }),
 			counters: map[Reason]uint64{ReasonSpoofed: 1},
 		},
 		{
 			name: "drops a spoofed source MAC",
-			prog: Agent, setup: port, want: xdpDrop,
+			prog: prog, setup: port, want: v(xdpDrop),
 			in:       fromEp1(func(f *flow) { f.srcMAC = ep4MAC }),
 			counters: map[Reason]uint64{ReasonSpoofed: 1},
 		},
 		{
 			name: "delivers to an endpoint on the same host directly",
-			prog: Agent, want: xdpRedirect,
+			prog: prog, want: v(xdpRedirect),
 			setup: func(t testing.TB, d *Dataplane) {
 				port(t, d)
 				must(t, d.UpsertEndpoint(Endpoint{VNI: vni, IP: ep4IP, MAC: ep4MAC, Ifindex: ep4If, NetID: netAID, VPC: vpcCIDR}))
@@ -599,21 +636,21 @@ func TestAgent(t *testing.T) {
 		},
 		{
 			name: "encapsulates toward the network's bouncer",
-			prog: Agent, setup: port, want: xdpRedirect,
+			prog: prog, setup: port, want: v(xdpRedirect),
 			in:       fromEp1(nil),
 			counters: map[Reason]uint64{ReasonEncapBouncer: 1},
 			check:    wantEncap(b1IP, b1MAC),
 		},
 		{
 			name: "encapsulates ICMP too",
-			prog: Agent, setup: port, want: xdpRedirect,
+			prog: prog, setup: port, want: v(xdpRedirect),
 			in:       fromEp1(func(f *flow) { f.proto = layers.IPProtocolICMPv4 }),
 			counters: map[Reason]uint64{ReasonEncapBouncer: 1},
 			check:    wantEncap(b1IP, b1MAC),
 		},
 		{
 			name: "direct path: straight to the learned host",
-			prog: Agent, want: xdpRedirect,
+			prog: prog, want: v(xdpRedirect),
 			setup: func(t testing.TB, d *Dataplane) {
 				port(t, d)
 				learn(t, d, ep2IP, h3IP)
@@ -629,7 +666,7 @@ func TestAgent(t *testing.T) {
 		},
 		{
 			name: "on the bouncer's own host: answers from its own table",
-			prog: Agent, want: xdpRedirect,
+			prog: prog, want: v(xdpRedirect),
 			setup: func(t testing.TB, d *Dataplane) {
 				port(t, d)
 				must(t, d.SetBouncers(vni, netAID, []netip.Addr{selfIP}))
@@ -641,13 +678,13 @@ func TestAgent(t *testing.T) {
 		},
 		{
 			name: "a packet too big for the underlay after encapsulation is dropped",
-			prog: Agent, setup: port, want: xdpDrop,
+			prog: prog, setup: port, want: v(xdpDrop),
 			in:       fromEp1(func(f *flow) { f.payload = mtu - Overhead - 40 + 1 }),
 			counters: map[Reason]uint64{ReasonTooBig: 1},
 		},
 		{
 			name: "the largest packet that fits is encapsulated",
-			prog: Agent, setup: port, want: xdpRedirect,
+			prog: prog, setup: port, want: v(xdpRedirect),
 			in:       fromEp1(func(f *flow) { f.payload = mtu - Overhead - 40 }),
 			counters: map[Reason]uint64{ReasonEncapBouncer: 1},
 			check: func(t *testing.T, d *Dataplane, in, out []byte) {
@@ -659,7 +696,7 @@ func TestAgent(t *testing.T) {
 		},
 		{
 			name: "IPv6 from an endpoint is dropped",
-			prog: Agent, setup: port, want: xdpDrop,
+			prog: prog, setup: port, want: v(xdpDrop),
 			in: func(t testing.TB) []byte {
 				eth := &layers.Ethernet{SrcMAC: ep1MAC, DstMAC: gwMAC, EthernetType: layers.EthernetTypeIPv6}
 				ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolNoNextHeader, SrcIP: net.ParseIP("2001:db8::2"), DstIP: net.ParseIP("2001:db8::1")}
@@ -669,19 +706,19 @@ func TestAgent(t *testing.T) {
 		},
 		{
 			name: "a veth with no endpoint programmed drops",
-			prog: Agent, want: xdpDrop,
+			prog: prog, want: v(xdpDrop),
 			in:       fromEp1(nil),
 			counters: map[Reason]uint64{ReasonUnknownPort: 1},
 		},
 		{
 			name: "a network without bouncers drops",
-			prog: Agent, setup: withPort, want: xdpDrop,
+			prog: prog, setup: withPort, want: v(xdpDrop),
 			in:       fromEp1(nil),
 			counters: map[Reason]uint64{ReasonNoBouncer: 1},
 		},
 		{
 			name: "a bouncer without a next hop drops",
-			prog: Agent, want: xdpDrop,
+			prog: prog, want: v(xdpDrop),
 			setup: func(t testing.TB, d *Dataplane) {
 				withPort(t, d)
 				must(t, d.SetBouncers(vni, netAID, []netip.Addr{b1IP}))
@@ -689,7 +726,7 @@ func TestAgent(t *testing.T) {
 			in:       fromEp1(nil),
 			counters: map[Reason]uint64{ReasonNoNeighbor: 1},
 		},
-	})
+	}
 }
 
 // learn teaches the direct path the way the data plane does it: transit receives a packet from

@@ -45,6 +45,7 @@ func (c *Cluster) startAgentProcess(ctx context.Context, h *ClusterHost) (err er
 	if h.routerMAC != nil {
 		args = append(args, "-next-hop", h.routerMAC.String())
 	}
+	args = append(args, "-agent", string(c.opts.AgentProgram))
 	if c.opts.Mode == dataplane.Generic {
 		args = append(args, "-generic")
 	}

@@ -9,16 +9,25 @@ import (
 	"time"
 
 	"github.com/mizar-net/mizar/controlplane"
+	"github.com/mizar-net/mizar/dataplane"
 )
 
 // TestCluster drives a real control plane onto real data planes: three hosts, two VPCs with the
 // same CIDR, endpoints created through the controller. Endpoints in one VPC reach each other;
 // the same address in the other VPC does not answer; an endpoint costs its network's bouncers
 // plus one writes.
-func TestCluster(t *testing.T) {
+func TestCluster(t *testing.T) { clusterTest(t, ClusterOptions{}) }
+
+// TestClusterXDPAgent is TestCluster with the XDP agent on every endpoint veth instead of the
+// default tc agent.
+func TestClusterXDPAgent(t *testing.T) {
+	clusterTest(t, ClusterOptions{AgentProgram: dataplane.Agent})
+}
+
+func clusterTest(t *testing.T, opts ClusterOptions) {
 	requireRoot(t)
 	ctx := context.Background()
-	c, err := NewCluster(NewPrefix(), ClusterOptions{}, nil)
+	c, err := NewCluster(NewPrefix(), opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,15 @@ type OverlaySpec struct {
 	VNI       uint32       // default 4242
 	MTU       int          // underlay MTU (default 1500)
 	Mode      dataplane.Mode
+	// Agent is the agent program on the host side of endpoint veths: dataplane.Agent (XDP,
+	// the default) or dataplane.AgentTC.
+	Agent dataplane.Program
+	// EndpointGRO has endpoints take what transit redirects to them through GRO (which gives
+	// a veth the NAPI that XDP redirects need) instead of a Pass XDP program on their eth0.
+	EndpointGRO bool
+	// XDPFrags loads the XDP programs multi-buffer (dataplane.Config.XDPFrags): needed when
+	// the MTU is larger than a page.
+	XDPFrags bool
 }
 
 // OverlayHost is one host of a built overlay.
@@ -64,6 +73,9 @@ func (s *OverlaySpec) defaults() {
 	if s.MTU == 0 {
 		s.MTU = 1500
 	}
+	if s.Agent == "" {
+		s.Agent = dataplane.Agent
+	}
 }
 
 func (s OverlaySpec) validate() error {
@@ -77,6 +89,9 @@ func (s OverlaySpec) validate() error {
 		if i < 0 || i >= s.Hosts {
 			return fmt.Errorf("host index %d: out of range 0..%d", i, s.Hosts-1)
 		}
+	}
+	if s.Agent != dataplane.Agent && s.Agent != dataplane.AgentTC {
+		return fmt.Errorf("agent %q: want %q or %q", s.Agent, dataplane.Agent, dataplane.AgentTC)
 	}
 	if !s.VPC.Contains(s.Network.Addr()) || s.Network.Bits() < s.VPC.Bits() {
 		return fmt.Errorf("network %v: not inside vpc %v", s.Network, s.VPC)
@@ -131,7 +146,12 @@ func BuildOverlay(lab *Lab, spec OverlaySpec, log *slog.Logger) (_ *Overlay, err
 		if err := AddAddr(ns, "eth0", netip.PrefixFrom(ip, spec.Underlay.Bits())); err != nil {
 			return nil, err
 		}
-		dp, err := dataplane.New(dataplane.Config{Logger: log.With("host", ns.Name)})
+		if spec.Agent == dataplane.AgentTC {
+			if err := SubstrateForTC(ns, "eth0"); err != nil {
+				return nil, err
+			}
+		}
+		dp, err := dataplane.New(dataplane.Config{Logger: log.With("host", ns.Name), XDPFrags: spec.XDPFrags})
 		if err != nil {
 			return nil, fmt.Errorf("host %s: %w", ns.Name, err)
 		}
@@ -228,14 +248,10 @@ func (o *Overlay) AddEndpointAt(lab *Lab, hi int, name string, ip, gw netip.Addr
 	if err := AddDefaultRoute(ns, gw, "eth0"); err != nil {
 		return nil, err
 	}
-	// XDP sees what the endpoint sends before any checksum offload would fill it in.
-	if err := DisableTxChecksum(ns, "eth0"); err != nil {
+	if err := PlumbEndpoint(h.DP, ns, spec.Agent, spec.EndpointGRO, spec.Mode); err != nil {
 		return nil, err
 	}
-	if err := h.DP.Attach(ns.Handle, "eth0", dataplane.Pass, spec.Mode); err != nil {
-		return nil, err
-	}
-	if err := h.DP.Attach(h.NS.Handle, pair.B.Name, dataplane.Agent, spec.Mode); err != nil {
+	if err := h.DP.Attach(h.NS.Handle, pair.B.Name, spec.Agent, spec.Mode); err != nil {
 		return nil, err
 	}
 	if err := h.DP.UpsertEndpoint(dataplane.Endpoint{VNI: spec.VNI, IP: ip, MAC: pair.A.MAC, Ifindex: pair.B.Index, NetID: netID, VPC: spec.VPC}); err != nil {
@@ -249,6 +265,33 @@ func (o *Overlay) AddEndpointAt(lab *Lab, hi int, name string, ip, gw netip.Addr
 	ep := &OverlayEndpoint{NS: ns, IP: ip, Host: h}
 	o.Endpoints = append(o.Endpoints, ep)
 	return ep, nil
+}
+
+// PlumbEndpoint sets up an endpoint's eth0 (in ns) for the agent program on its host side. The
+// XDP agent sees what the endpoint sends before any checksum offload would fill it in, so TX
+// checksum offload goes off (and TSO with it); the tc agent takes offloaded super-packets, so
+// both stay on. What transit redirects to the endpoint needs NAPI on its eth0: a Pass XDP
+// program, or GRO when gro is set.
+func PlumbEndpoint(dp *dataplane.Dataplane, ns *Namespace, agent dataplane.Program, gro bool, mode dataplane.Mode) error {
+	if agent != dataplane.AgentTC {
+		if err := DisableTxChecksum(ns, "eth0"); err != nil {
+			return err
+		}
+	}
+	if gro {
+		return SetGRO(ns, "eth0", true)
+	}
+	return dp.Attach(ns.Handle, "eth0", dataplane.Pass, mode)
+}
+
+// SubstrateForTC readies a host's substrate interface for the tc agent. What the tc agent
+// encapsulates may still carry a partial inner checksum (CHECKSUM_PARTIAL, left for offload),
+// and the receiving host's transit redirects it as an XDP frame, which carries no checksum
+// state: the checksum must be complete before it leaves. With TX checksum offload off on the
+// substrate the kernel completes it here, once per segment, as it segments the super-packet.
+// (A NIC with Geneve offload would do it in hardware.)
+func SubstrateForTC(ns *Namespace, ifname string) error {
+	return DisableTxChecksum(ns, ifname)
 }
 
 // Gateway is the address endpoints route through (the network's first).

@@ -23,6 +23,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gw := fs.String("gateway-mac", "02:00:00:00:00:01", "MAC that endpoints' ARP resolves to")
 	nextHop := fs.String("next-hop", "", "router MAC of a routed underlay: peers without a neighbor entry are reached through it")
 	generic := fs.Bool("generic", false, "attach XDP in generic (skb) mode")
+	agentProg := fs.String("agent", string(dataplane.AgentTC), "agent program on endpoint veths: agent_tc (tc, keeps the endpoints' TSO) or agent (XDP)")
+	frags := fs.Bool("xdp-frags", false, "load the XDP programs multi-buffer (needed for MTUs above a page on veths)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,6 +52,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	return Serve(ctx, ServeOptions{
 		Listen: *listen, Netns: *ns, Substrate: *iface, GatewayMAC: mac, DefaultNextHop: nh, Mode: mode,
+		AgentProgram: dataplane.Program(*agentProg), Config: dataplane.Config{XDPFrags: *frags},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		Ready:  func(a net.Addr) { fmt.Fprintln(stdout, a.String()) },
 	})

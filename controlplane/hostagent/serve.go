@@ -25,8 +25,12 @@ type ServeOptions struct {
 	// entry are reached through it.
 	DefaultNextHop net.HardwareAddr
 	Mode           dataplane.Mode
-	Config         dataplane.Config
-	Logger         *slog.Logger
+	// AgentProgram is what endpoint veths get: dataplane.AgentTC (when empty) or
+	// dataplane.Agent (XDP). With the tc agent on a veth substrate, TX checksum offload must be
+	// off on the substrate (testbed.SubstrateForTC says why).
+	AgentProgram dataplane.Program
+	Config       dataplane.Config
+	Logger       *slog.Logger
 	// Ready, when set, is told the address the server listens on.
 	Ready func(addr net.Addr)
 }
@@ -67,7 +71,13 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
-	srv := controlplane.NewGRPCAgentServer(New(dp, ns, o.Mode, log))
+	agent := New(dp, ns, o.Mode, log)
+	if o.AgentProgram != "" {
+		if err := agent.UseAgentProgram(o.AgentProgram); err != nil {
+			return err
+		}
+	}
+	srv := controlplane.NewGRPCAgentServer(agent)
 	log.Info("host agent serving", "addr", lis.Addr().String(), "host", cfg.IP.String(), "iface", o.Substrate)
 	if o.Ready != nil {
 		o.Ready(lis.Addr())
