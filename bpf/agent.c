@@ -105,7 +105,7 @@ int agent(struct xdp_md *ctx)
 		h = &ep->host;
 		r = R_ENCAP_BOUNCER;
 		flags = MIZAR_F_LEARN;
-	} else if ((lh = bpf_map_lookup_elem(&learned, &key))) {
+	} else if (!(cfg->flags & CFG_F_NO_DIRECT) && (lh = bpf_map_lookup_elem(&learned, &key))) {
 		h = &lh->host;
 		r = R_DIRECT_HIT;
 		/* The receiver may not know us yet (we learned it from a packet it sent through a
