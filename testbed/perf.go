@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -952,4 +953,54 @@ func Iperf3Throughput(ctx context.Context, bin string, client, server *Namespace
 	}
 	f := reports.Traffic{Test: reports.TestTCPStream, Streams: streams, Size: tcpChunk, Tool: reports.ToolIperf3}
 	return withRate(f, "Mbit/s", res.End.SumReceived.BitsPerSecond/1e6, samples, res.End.SumReceived.Seconds), nil
+}
+
+// TrafficRatio is one overlay figure over the same figure of a baseline, from one run.
+type TrafficRatio struct {
+	Test     string
+	Streams  int
+	Path     string // overlay path
+	Baseline string
+	Ratio    float64 // overlay/baseline: >1 is better for throughput and rate, worse for latency
+}
+
+// TrafficRatios divides every overlay figure ours (Tool mizar) measured by the same test on
+// each baseline.
+func TrafficRatios(figs []reports.Traffic) []TrafficRatio {
+	type key struct {
+		test, path string
+		streams    int
+	}
+	val := map[key]float64{}
+	for _, f := range figs {
+		if f.Tool == reports.ToolMizar {
+			val[key{f.Test, f.Path, f.Streams}] = f.Value
+		}
+	}
+	var out []TrafficRatio
+	for _, f := range figs {
+		if f.Tool != reports.ToolMizar || (f.Path != reports.PathBouncer && f.Path != reports.PathDirect) {
+			continue
+		}
+		for _, base := range []string{reports.PathRouted, reports.PathVXLAN, reports.PathRoutedOffload, reports.PathVXLANOffload} {
+			if b, ok := val[key{f.Test, base, f.Streams}]; ok && b > 0 {
+				out = append(out, TrafficRatio{Test: f.Test, Streams: f.Streams, Path: f.Path, Baseline: base, Ratio: f.Value / b})
+			}
+		}
+	}
+	return out
+}
+
+// WriteTrafficTable prints figures and their ratios to the baselines as aligned text.
+func WriteTrafficTable(w io.Writer, figs []reports.Traffic) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "test\tstreams\tpath\ttool\tvalue\tunit\tp50\tp90\tp99\tsamples\tloss")
+	for _, f := range figs {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.1f\t%s\t%.1f\t%.1f\t%.1f\t%d\t%.4f\n", f.Test, f.Streams, f.Path, f.Tool, f.Value, f.Unit, f.Dist.P50, f.Dist.P90, f.Dist.P99, f.Dist.N, f.Loss)
+	}
+	fmt.Fprintln(tw, "\ntest\tstreams\tpath\tover\tratio")
+	for _, r := range TrafficRatios(figs) {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\n", r.Test, r.Streams, r.Path, r.Baseline, r.Ratio)
+	}
+	return tw.Flush()
 }
