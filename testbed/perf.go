@@ -48,6 +48,7 @@ type TrafficOptions struct {
 	Warmup   time.Duration // load before each window, not counted; 300ms
 	Interval time.Duration // sampling interval of the per-interval figures; 100ms
 	Streams  int           // connections of the multi-stream TCP test; 4
+	Rounds   int           // passes over every path; 1
 	UDPSize  int           // UDP payload bytes, at least 8; 64
 	RRSize   int           // TCP request and response bytes; 1
 	MTU      int           // underlay MTU; 1500 (endpoints get it minus dataplane.Overhead)
@@ -77,6 +78,9 @@ func (o *TrafficOptions) defaults() error {
 	if o.Streams == 0 {
 		o.Streams = 4
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 1
+	}
 	if o.UDPSize == 0 {
 		o.UDPSize = 64
 	}
@@ -98,6 +102,8 @@ func (o *TrafficOptions) defaults() error {
 	switch {
 	case o.Duration < 0 || o.Warmup < 0 || o.Interval <= 0 || o.Interval > o.Duration:
 		return fmt.Errorf("traffic options: duration %v, warmup %v, interval %v: want interval in (0, duration]", o.Duration, o.Warmup, o.Interval)
+	case o.Rounds < 1:
+		return fmt.Errorf("traffic options: rounds %d: want at least 1", o.Rounds)
 	case o.Streams < 1 || o.Streams > 64:
 		return fmt.Errorf("traffic options: streams %d: want 1..64", o.Streams)
 	case o.UDPSize < 8 || o.UDPSize > o.MTU-dataplane.Overhead-28:
@@ -161,13 +167,24 @@ func (e PathEvidence) Check() error {
 	return nil
 }
 
+// Measurement is one run of a generator.
+type Measurement struct {
+	Value   float64 // throughput or rate over the window; for latency the p50
+	Unit    string
+	Seconds float64   // length of the window
+	Samples []float64 // per interval (throughput, rate) or per transaction (latency), in Unit
+	Loss    float64   // fraction of datagrams sent that did not arrive (UDP)
+}
+
 // MeasureTraffic builds two endpoints on two hosts with the network's bouncer on a third, and
 // measures on each asked path, on the same endpoint namespaces: bulk TCP with one and
 // opts.Streams connections, the rate of small UDP datagrams received, and TCP request/response
 // latency. With iperf3 available, it also runs iperf3 (one stream) on opts.Iperf3Path right
-// after ours. Each path's counters must show the path was taken (ErrWrongPath otherwise).
-// Everything it made is removed before it returns; the figures measured so far are returned
-// with any error.
+// after ours. With opts.Rounds > 1 it goes through every path again (re-attaching the overlay)
+// so that a slow spell of a shared machine hits every path alike: a figure's value is then the
+// median of its rounds and its distribution pools every round's samples. Each path's counters
+// must show the path was taken (ErrWrongPath otherwise). Everything it made is removed before it
+// returns; the figures measured so far are returned with any error.
 func MeasureTraffic(ctx context.Context, opts TrafficOptions, log *slog.Logger) (_ []reports.Traffic, err error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
@@ -181,39 +198,81 @@ func MeasureTraffic(ctx context.Context, opts TrafficOptions, log *slog.Logger) 
 	}
 	defer func() { err = errors.Join(err, bed.close()) }()
 	iperf := opts.iperf3()
-	var out []reports.Traffic
-	for _, path := range TrafficPaths {
-		if !slices.Contains(opts.Paths, path) {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
-		if err := bed.use(path); err != nil {
-			return out, fmt.Errorf("set up path %s: %w", path, err)
-		}
-		before, err := bed.counters()
-		if err != nil {
-			return out, err
-		}
-		figs, err := bed.measure(ctx, path, iperf != "" && path == opts.Iperf3Path, iperf)
-		out = append(out, figs...)
-		if err != nil {
-			return out, fmt.Errorf("path %s: %w", path, err)
-		}
-		ev, err := bed.evidence(path, before)
-		if err != nil {
-			return out, err
-		}
-		log.Info("path measured", "path", path, "bounced", ev.Bounced, "encap_bouncer", ev.EncapBouncer, "direct_hit", ev.DirectHit)
-		if opts.Evidence != nil {
-			opts.Evidence(ev)
-		}
-		if err := ev.Check(); err != nil {
-			return out, err
+	var runs []figureRun
+	for round := range opts.Rounds {
+		for _, path := range TrafficPaths {
+			if !slices.Contains(opts.Paths, path) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return summarizeRuns(runs), err
+			}
+			if err := bed.use(path); err != nil {
+				return summarizeRuns(runs), fmt.Errorf("round %d: set up path %s: %w", round+1, path, err)
+			}
+			before, err := bed.counters()
+			if err != nil {
+				return summarizeRuns(runs), err
+			}
+			rs, err := bed.measure(ctx, path, iperf != "" && path == opts.Iperf3Path, iperf)
+			runs = append(runs, rs...)
+			if err != nil {
+				return summarizeRuns(runs), fmt.Errorf("round %d: path %s: %w", round+1, path, err)
+			}
+			ev, err := bed.evidence(path, before)
+			if err != nil {
+				return summarizeRuns(runs), err
+			}
+			log.Info("path measured", "round", round+1, "path", path, "bounced", ev.Bounced, "encap_bouncer", ev.EncapBouncer, "direct_hit", ev.DirectHit)
+			if opts.Evidence != nil {
+				opts.Evidence(ev)
+			}
+			if err := ev.Check(); err != nil {
+				return summarizeRuns(runs), err
+			}
 		}
 	}
-	return out, nil
+	return summarizeRuns(runs), nil
+}
+
+// figureRun is one round of one figure.
+type figureRun struct {
+	f reports.Traffic // what was measured, values unset
+	m Measurement
+}
+
+// summarizeRuns merges the rounds of each figure, in the order figures were first measured.
+func summarizeRuns(runs []figureRun) []reports.Traffic {
+	type key struct {
+		test, path, tool string
+		streams          int
+	}
+	var order []key
+	byKey := map[key][]figureRun{}
+	for _, r := range runs {
+		k := key{r.f.Test, r.f.Path, r.f.Tool, r.f.Streams}
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], r)
+	}
+	var out []reports.Traffic
+	for _, k := range order {
+		rs := byKey[k]
+		f := rs[0].f
+		var values, samples []float64
+		for _, r := range rs {
+			values = append(values, r.m.Value)
+			samples = append(samples, r.m.Samples...)
+			f.Seconds += r.m.Seconds
+			f.Loss += r.m.Loss / float64(len(rs))
+		}
+		f.Unit = rs[0].m.Unit
+		f.Value = median(values)
+		f.Dist = reports.Summarize(f.Unit, samples)
+		out = append(out, f)
+	}
+	return out
 }
 
 // trafficBed is the overlay of MeasureTraffic and the state of its baselines.
@@ -249,7 +308,7 @@ func newTrafficBed(opts TrafficOptions, log *slog.Logger) (_ *trafficBed, err er
 	// The host side of each endpoint's veth takes the MAC the agent answers ARP with, so that
 	// the endpoints' neighbour entries stay right when kernel routing (proxy ARP) takes over.
 	for _, ep := range t.o.Endpoints {
-		if err := SetMAC(ep.Host.NS, t.hostVeth(ep), gatewayMAC); err != nil {
+		if err := SetMAC(ep.Host.NS, ep.HostVeth, gatewayMAC); err != nil {
 			return nil, err
 		}
 	}
@@ -264,17 +323,12 @@ func (t *trafficBed) close() error {
 	return errors.Join(append(errs, t.lab.Close())...)
 }
 
-// hostVeth is the host-side name of an endpoint's veth (see Overlay.AddEndpointAt).
-func (t *trafficBed) hostVeth(ep *OverlayEndpoint) string {
-	return "v" + ep.NS.Name[len(t.lab.Prefix()):]
-}
-
-// use sets the bed up for path. Overlay paths must come before baselines.
+// use sets the bed up for path.
 func (t *trafficBed) use(path string) error {
 	switch path {
 	case reports.PathBouncer, reports.PathDirect:
-		if t.detached {
-			return errors.New("the overlay was already detached for a baseline")
+		if err := t.attach(); err != nil {
+			return err
 		}
 		direct := path == reports.PathDirect
 		for _, ep := range []*OverlayEndpoint{t.a, t.b} {
@@ -329,14 +383,12 @@ func (t *trafficBed) detach() error {
 	if t.detached {
 		return nil
 	}
-	for _, h := range t.o.Hosts {
-		if err := h.DP.DetachAll(); err != nil {
-			return err
-		}
+	if err := t.o.Detach(); err != nil {
+		return err
 	}
 	t.detached = true
 	for _, ep := range []*OverlayEndpoint{t.a, t.b} {
-		ns, veth := ep.Host.NS, t.hostVeth(ep)
+		ns, veth := ep.Host.NS, ep.HostVeth
 		for key, v := range map[string]string{
 			"net/ipv4/ip_forward":                     "1",
 			"net/ipv4/conf/" + veth + "/proxy_arp":    "1",
@@ -350,6 +402,23 @@ func (t *trafficBed) detach() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// attach brings the overlay back after detach: its programs, and the endpoints' TX checksum
+// offload off (the agent sees what the endpoint sends before an offload would complete it). The
+// hosts' routes and proxy ARP stay: nothing from an endpoint or in Geneve reaches them.
+func (t *trafficBed) attach() error {
+	if !t.detached {
+		return nil
+	}
+	if err := t.setOffload(false); err != nil {
+		return err
+	}
+	if err := t.o.Attach(); err != nil {
+		return err
+	}
+	t.detached = false
 	return nil
 }
 
@@ -490,44 +559,45 @@ func (t *trafficBed) evidence(path string, before []dataplane.Counters) (PathEvi
 }
 
 // measure runs every test on the path set up, from endpoint a to endpoint b.
-func (t *trafficBed) measure(ctx context.Context, path string, crossCheck bool, iperf string) ([]reports.Traffic, error) {
+func (t *trafficBed) measure(ctx context.Context, path string, crossCheck bool, iperf string) ([]figureRun, error) {
 	if _, err := Ping(t.a.NS, t.b.IP, 3, 2*time.Second); err != nil {
 		return nil, fmt.Errorf("before measuring: %w", err)
 	}
 	o := t.opts
-	fig := func(test string, streams, size int) reports.Traffic {
-		return reports.Traffic{Test: test, Path: path, Streams: streams, Size: size, Tool: reports.ToolMizar, MTU: o.MTU}
+	var out []figureRun
+	run := func(test, tool string, streams, size int, gen func() (Measurement, error)) error {
+		m, err := gen()
+		if err != nil {
+			return fmt.Errorf("%s (%s, %d streams): %w", test, tool, streams, err)
+		}
+		t.log.Info("measured", "path", path, "test", test, "tool", tool, "streams", streams, "value", m.Value, "unit", m.Unit, "loss", m.Loss)
+		out = append(out, figureRun{reports.Traffic{Test: test, Path: path, Streams: streams, Size: size, Tool: tool, MTU: o.MTU}, m})
+		return nil
 	}
-	var out []reports.Traffic
+	a, b := t.a.NS, t.b.NS
 	for _, streams := range slices.Compact([]int{1, o.Streams}) {
-		f := fig(reports.TestTCPStream, streams, tcpChunk)
-		if err := TCPThroughput(ctx, t.a.NS, t.b.NS, t.b.IP, streams, o, &f); err != nil {
+		if err := run(reports.TestTCPStream, reports.ToolMizar, streams, tcpChunk, func() (Measurement, error) {
+			return TCPThroughput(ctx, a, b, t.b.IP, streams, o)
+		}); err != nil {
 			return out, err
 		}
-		t.log.Info("measured", "path", path, "test", f.Test, "streams", streams, "value", f.Value, "unit", f.Unit)
-		out = append(out, f)
 		if crossCheck && streams == 1 {
-			f, err := Iperf3Throughput(ctx, iperf, t.a.NS, t.b.NS, t.b.IP, streams, o)
-			if err != nil {
+			if err := run(reports.TestTCPStream, reports.ToolIperf3, streams, tcpChunk, func() (Measurement, error) {
+				return Iperf3Throughput(ctx, iperf, a, b, t.b.IP, streams, o)
+			}); err != nil {
 				return out, err
 			}
-			f.Path, f.MTU = path, o.MTU
-			t.log.Info("measured", "path", path, "test", f.Test, "streams", streams, "value", f.Value, "unit", f.Unit, "tool", f.Tool)
-			out = append(out, f)
 		}
 	}
-	f := fig(reports.TestUDPRate, 1, o.UDPSize)
-	if err := UDPRate(ctx, t.a.NS, t.b.NS, t.b.IP, o, &f); err != nil {
+	if err := run(reports.TestUDPRate, reports.ToolMizar, 1, o.UDPSize, func() (Measurement, error) {
+		return UDPRate(ctx, a, b, t.b.IP, o)
+	}); err != nil {
 		return out, err
 	}
-	t.log.Info("measured", "path", path, "test", f.Test, "value", f.Value, "unit", f.Unit, "loss", f.Loss)
-	out = append(out, f)
-	f = fig(reports.TestTCPLatency, 1, o.RRSize)
-	if err := TCPLatency(ctx, t.a.NS, t.b.NS, t.b.IP, o, &f); err != nil {
-		return out, err
-	}
-	t.log.Info("measured", "path", path, "test", f.Test, "value", f.Value, "unit", f.Unit)
-	return append(out, f), nil
+	err := run(reports.TestTCPLatency, reports.ToolMizar, 1, o.RRSize, func() (Measurement, error) {
+		return TCPLatency(ctx, a, b, t.b.IP, o)
+	})
+	return out, err
 }
 
 // tcpChunk is the size of each write of the bulk TCP test (iperf3's default for TCP too).
@@ -540,15 +610,15 @@ const ioSlack = 10 * time.Second
 // connections for o.Warmup then o.Duration, and fills f with the bytes the server received in
 // the window (Mbit/s) and per interval. A connection that breaks or makes no progress for a
 // second fails it.
-func TCPThroughput(ctx context.Context, client, server *Namespace, addr netip.Addr, streams int, o TrafficOptions, f *reports.Traffic) error {
+func TCPThroughput(ctx context.Context, client, server *Namespace, addr netip.Addr, streams int, o TrafficOptions) (Measurement, error) {
 	ln, err := listenTCP(server, addr, 0)
 	if err != nil {
-		return err
+		return Measurement{}, err
 	}
 	defer ln.Close()
 	deadline := time.Now().Add(o.Warmup + o.Duration + ioSlack)
 	if err := ln.SetDeadline(deadline); err != nil {
-		return err
+		return Measurement{}, err
 	}
 	var (
 		received atomic.Int64
@@ -604,11 +674,11 @@ func TCPThroughput(ctx context.Context, client, server *Namespace, addr netip.Ad
 	for range streams {
 		c, err := dialTCP(client, raddr, deadline)
 		if err != nil {
-			return err
+			return Measurement{}, err
 		}
 		keep(c)
 		if err := c.SetDeadline(deadline); err != nil {
-			return err
+			return Measurement{}, err
 		}
 		wg.Go(func() {
 			for !stopped.Load() {
@@ -621,17 +691,16 @@ func TCPThroughput(ctx context.Context, client, server *Namespace, addr netip.Ad
 	}
 	n, samples, secs, err := window(ctx, received.Load, o, failed, nil)
 	if err != nil {
-		return err
+		return Measurement{}, err
 	}
-	*f = withRate(*f, "Mbit/s", float64(n)*8/1e6/secs, scale(samples, 8/1e6), secs)
-	return nil
+	return Measurement{Value: float64(n) * 8 / 1e6 / secs, Unit: "Mbit/s", Seconds: secs, Samples: scale(samples, 8/1e6)}, nil
 }
 
 // UDPRate blasts o.UDPSize-byte datagrams from client to a receiver on addr in server, in
 // batches (sendmmsg, recvmmsg) so that the generator costs little per packet, for o.Warmup
 // then o.Duration, and fills f with the datagrams received per second in the window, per
 // interval, and the fraction of those sent in the window that did not arrive.
-func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o TrafficOptions, f *reports.Traffic) error {
+func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o TrafficOptions) (Measurement, error) {
 	laddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0))
 	var srv, conn *net.UDPConn
 	err := doIn(server, func() (err error) {
@@ -639,7 +708,7 @@ func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o 
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("listen udp %s in %s: %w", laddr, server, err)
+		return Measurement{}, fmt.Errorf("listen udp %s in %s: %w", laddr, server, err)
 	}
 	defer srv.Close()
 	raddr := srv.LocalAddr().(*net.UDPAddr)
@@ -648,7 +717,7 @@ func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o 
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("dial udp %s from %s: %w", raddr, client, err)
+		return Measurement{}, fmt.Errorf("dial udp %s from %s: %w", raddr, client, err)
 	}
 	defer conn.Close()
 	// A deep receive queue rides out scheduling hiccups of the reader, so that loss is the
@@ -720,7 +789,7 @@ func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o 
 		sent0, received0 = sent.Load(), received.Load()
 	})
 	if err != nil {
-		return err
+		return Measurement{}, err
 	}
 	stopped.Store(true)
 	sender.Wait()
@@ -728,26 +797,26 @@ func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o 
 	// Datagrams in flight when the sender stopped are not lost.
 	time.Sleep(50 * time.Millisecond)
 	arrived := received.Load() - received0
-	*f = withRate(*f, "pps", float64(got)/secs, samples, secs)
+	m := Measurement{Value: float64(got) / secs, Unit: "pps", Seconds: secs, Samples: samples}
 	if sentN > 0 {
-		f.Loss = max(0, 1-float64(arrived)/float64(sentN))
+		m.Loss = max(0, 1-float64(arrived)/float64(sentN))
 	}
-	return nil
+	return m, nil
 }
 
 // TCPLatency runs o.RRSize-byte requests and responses one after the other on one TCP
 // connection from client to a server on addr in server, for o.Warmup then o.Duration, and fills
 // f with the round trips' p50 (us) and their distribution.
-func TCPLatency(ctx context.Context, client, server *Namespace, addr netip.Addr, o TrafficOptions, f *reports.Traffic) error {
+func TCPLatency(ctx context.Context, client, server *Namespace, addr netip.Addr, o TrafficOptions) (Measurement, error) {
 	ln, err := listenTCP(server, addr, 0)
 	if err != nil {
-		return err
+		return Measurement{}, err
 	}
 	defer ln.Close()
 	start := time.Now()
 	deadline := start.Add(o.Warmup + o.Duration + ioSlack)
 	if err := ln.SetDeadline(deadline); err != nil {
-		return err
+		return Measurement{}, err
 	}
 	srvErr := make(chan error, 1)
 	go func() {
@@ -779,11 +848,11 @@ func TCPLatency(ctx context.Context, client, server *Namespace, addr netip.Addr,
 	c, err := dialTCP(client, ln.Addr().(*net.TCPAddr).AddrPort(), deadline)
 	if err != nil {
 		ln.Close()
-		return errors.Join(err, <-srvErr)
+		return Measurement{}, errors.Join(err, <-srvErr)
 	}
 	if err := c.SetDeadline(deadline); err != nil {
 		c.Close()
-		return err
+		return Measurement{}, err
 	}
 	req, resp := randomBytes(3, o.RRSize), make([]byte, o.RRSize)
 	var rtts []float64
@@ -814,14 +883,12 @@ func TCPLatency(ctx context.Context, client, server *Namespace, addr netip.Addr,
 	c.Close()
 	serr := <-srvErr
 	if err := errors.Join(wrapIf("tcp rr", cerr), wrapIf("tcp rr: server", serr)); err != nil {
-		return err
+		return Measurement{}, err
 	}
 	if len(rtts) == 0 {
-		return fmt.Errorf("tcp rr: no transaction in %v: %w", o.Duration, ErrStalled)
+		return Measurement{}, fmt.Errorf("tcp rr: no transaction in %v: %w", o.Duration, ErrStalled)
 	}
-	f.Dist = reports.Summarize("us", rtts)
-	f.Value, f.Unit, f.Seconds = f.Dist.P50, "us", o.Duration.Seconds()
-	return nil
+	return Measurement{Value: reports.Summarize("us", rtts).P50, Unit: "us", Seconds: o.Duration.Seconds(), Samples: rtts}, nil
 }
 
 // window lets load that is already running warm up for o.Warmup, then reads count every
@@ -867,10 +934,18 @@ func window(ctx context.Context, count func() int64, o TrafficOptions, failed <-
 	}
 }
 
-func withRate(f reports.Traffic, unit string, value float64, samples []float64, secs float64) reports.Traffic {
-	f.Value, f.Unit, f.Seconds = value, unit, secs
-	f.Dist = reports.Summarize(unit, samples)
-	return f
+// median is the middle value, or the mean of the two middle ones.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func scale(v []float64, k float64) []float64 {
@@ -906,13 +981,13 @@ type iperf3Result struct {
 // Iperf3Throughput runs iperf3 (binary bin) as a one-off server on addr in server and a client
 // in client with streams connections, and returns its receiver-side throughput. iperf3 takes
 // whole seconds: the warmup (-O, omitted from the result) and the duration are rounded up.
-func Iperf3Throughput(ctx context.Context, bin string, client, server *Namespace, addr netip.Addr, streams int, o TrafficOptions) (reports.Traffic, error) {
+func Iperf3Throughput(ctx context.Context, bin string, client, server *Namespace, addr netip.Addr, streams int, o TrafficOptions) (Measurement, error) {
 	port := strconv.Itoa(20000 + rand.IntN(20000))
 	srv := exec.CommandContext(ctx, "ip", "netns", "exec", server.Name, bin, "-s", "-1", "-B", addr.String(), "-p", port)
 	var srvOut bytes.Buffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
-		return reports.Traffic{}, fmt.Errorf("start iperf3 server in %s: %w", server, err)
+		return Measurement{}, fmt.Errorf("start iperf3 server in %s: %w", server, err)
 	}
 	defer func() {
 		_ = srv.Process.Kill() // gone already when the test ran: it serves one client
@@ -941,7 +1016,7 @@ func Iperf3Throughput(ctx context.Context, bin string, client, server *Namespace
 			break
 		}
 		if try == 40 || !strings.Contains(res.Error, "unable to connect") {
-			return reports.Traffic{}, fmt.Errorf("iperf3 client in %s: %v %s (server: %s)", client, err, res.Error, strings.TrimSpace(srvOut.String()))
+			return Measurement{}, fmt.Errorf("iperf3 client in %s: %v %s (server: %s)", client, err, res.Error, strings.TrimSpace(srvOut.String()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -951,8 +1026,7 @@ func Iperf3Throughput(ctx context.Context, bin string, client, server *Namespace
 			samples = append(samples, iv.Sum.BitsPerSecond/1e6)
 		}
 	}
-	f := reports.Traffic{Test: reports.TestTCPStream, Streams: streams, Size: tcpChunk, Tool: reports.ToolIperf3}
-	return withRate(f, "Mbit/s", res.End.SumReceived.BitsPerSecond/1e6, samples, res.End.SumReceived.Seconds), nil
+	return Measurement{Value: res.End.SumReceived.BitsPerSecond / 1e6, Unit: "Mbit/s", Seconds: res.End.SumReceived.Seconds, Samples: samples}, nil
 }
 
 // TrafficRatio is one overlay figure over the same figure of a baseline, from one run.

@@ -37,10 +37,11 @@ func TestPerfTraffic(t *testing.T) {
 		t.Log("iperf3 not on PATH: no cross-check")
 	}
 	prefix := NewPrefix()
-	evidence := map[string]PathEvidence{}
+	evidence := map[string][]PathEvidence{}
+	// Two rounds: the second attaches the overlay again after the baselines detached it.
 	opts := TrafficOptions{
-		Duration: time.Second, Warmup: 200 * time.Millisecond, Streams: 2, Prefix: prefix, Iperf3: iperf,
-		Evidence: func(e PathEvidence) { evidence[e.Path] = e },
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, Streams: 2, Rounds: 2, Prefix: prefix, Iperf3: iperf,
+		Evidence: func(e PathEvidence) { evidence[e.Path] = append(evidence[e.Path], e) },
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	figs, err := MeasureTraffic(context.Background(), opts, log)
@@ -77,25 +78,11 @@ func TestPerfTraffic(t *testing.T) {
 				t.Errorf("%s on %s: value %v %s over %vs, %d samples in %q: want a positive figure with samples", k.test, k.path, f.Value, f.Unit, f.Seconds, f.Dist.N, f.Dist.Unit)
 			}
 		}
-		e, ok := evidence[path]
-		if !ok {
-			t.Errorf("path %s: no evidence reported", path)
-			continue
+		if n := len(evidence[path]); n != opts.Rounds {
+			t.Errorf("path %s: evidence from %d rounds, want %d", path, n, opts.Rounds)
 		}
-		t.Logf("%s: bounced %d, to a bouncer %d, direct %d", path, e.Bounced, e.EncapBouncer, e.DirectHit)
-		switch path {
-		case reports.PathBouncer:
-			if e.Bounced == 0 || e.DirectHit != 0 {
-				t.Errorf("bouncer path: bounced %d, direct %d: want bounced > 0, direct 0", e.Bounced, e.DirectHit)
-			}
-		case reports.PathDirect:
-			if e.Bounced != 0 || e.DirectHit == 0 {
-				t.Errorf("direct path: bounced %d, direct %d: want bounced 0, direct > 0", e.Bounced, e.DirectHit)
-			}
-		default:
-			if e.Bounced+e.EncapBouncer+e.DirectHit != 0 {
-				t.Errorf("baseline %s went through the overlay: %+v", path, e)
-			}
+		for _, e := range evidence[path] {
+			checkEvidence(t, e)
 		}
 	}
 
@@ -111,6 +98,26 @@ func TestPerfTraffic(t *testing.T) {
 	t.Logf("cross-check on the direct path: ours %.0f Mbit/s, iperf3 %.0f Mbit/s, ratio %.2f", ours.Value, theirs.Value, ratio)
 	if ratio < iperf3AgreeLow || ratio > iperf3AgreeHigh {
 		t.Errorf("ours %.0f Mbit/s vs iperf3 %.0f Mbit/s on the same path: ratio %.2f outside [%.1f, %.1f]", ours.Value, theirs.Value, ratio, iperf3AgreeLow, iperf3AgreeHigh)
+	}
+}
+
+// checkEvidence asserts what the counters must show for a path, apart from PathEvidence.Check.
+func checkEvidence(t *testing.T, e PathEvidence) {
+	t.Helper()
+	t.Logf("%s: bounced %d, to a bouncer %d, direct %d", e.Path, e.Bounced, e.EncapBouncer, e.DirectHit)
+	switch e.Path {
+	case reports.PathBouncer:
+		if e.Bounced == 0 || e.DirectHit != 0 {
+			t.Errorf("bouncer path: bounced %d, direct %d: want bounced > 0, direct 0", e.Bounced, e.DirectHit)
+		}
+	case reports.PathDirect:
+		if e.Bounced != 0 || e.DirectHit == 0 {
+			t.Errorf("direct path: bounced %d, direct %d: want bounced 0, direct > 0", e.Bounced, e.DirectHit)
+		}
+	default:
+		if e.Bounced+e.EncapBouncer+e.DirectHit != 0 {
+			t.Errorf("baseline %s went through the overlay: %+v", e.Path, e)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 type trafficOptions struct {
 	duration, warmup time.Duration
 	streams, mtu     int
+	rounds           int
 	paths            []string
 	iperf3           string
 	out              string
@@ -49,6 +50,7 @@ baselines; --out writes them as a report.json.`,
 	f.DurationVar(&o.duration, "duration", 5*time.Second, "measured window of each figure")
 	f.DurationVar(&o.warmup, "warmup", 300*time.Millisecond, "load before each window, not counted")
 	f.IntVar(&o.streams, "streams", 4, "connections of the multi-stream TCP test")
+	f.IntVar(&o.rounds, "rounds", 1, "passes over every path; a figure is the median of its rounds")
 	f.IntVar(&o.mtu, "mtu", 1500, "underlay MTU (endpoints get it minus the overlay's overhead on every path)")
 	f.StringSliceVar(&o.paths, "paths", nil, "paths to measure (default all: "+strings.Join(testbed.TrafficPaths, ",")+")")
 	f.StringVar(&o.iperf3, "iperf3", "", `iperf3 binary for the cross-check ("" looks on PATH, "none" skips)`)
@@ -58,7 +60,7 @@ baselines; --out writes them as a report.json.`,
 
 func runTraffic(ctx context.Context, cmd *cobra.Command, g *globalOptions, o trafficOptions) error {
 	start := time.Now()
-	opts := testbed.TrafficOptions{Duration: o.duration, Warmup: o.warmup, Streams: o.streams, MTU: o.mtu,
+	opts := testbed.TrafficOptions{Duration: o.duration, Warmup: o.warmup, Streams: o.streams, Rounds: o.rounds, MTU: o.mtu,
 		Mode: g.mode(), Paths: o.paths, Iperf3: o.iperf3}
 	figs, err := testbed.MeasureTraffic(ctx, opts, g.logger(cmd.ErrOrStderr()))
 	if len(figs) > 0 {
@@ -79,7 +81,7 @@ func runTraffic(ctx context.Context, cmd *cobra.Command, g *globalOptions, o tra
 		Kernel: unix.ByteSliceToString(uts.Release[:]), CPUs: runtime.NumCPU(),
 		Started: start, Seconds: time.Since(start).Seconds(),
 		Config: map[string]string{
-			"duration": o.duration.String(), "warmup": o.warmup.String(), "streams": strconv.Itoa(o.streams),
+			"duration": o.duration.String(), "warmup": o.warmup.String(), "streams": strconv.Itoa(o.streams), "rounds": strconv.Itoa(o.rounds),
 			"mtu": strconv.Itoa(o.mtu), "mode": g.mode().String(), "paths": strings.Join(o.paths, ","),
 		},
 		Traffic: figs,
