@@ -361,10 +361,10 @@ func (t *trafficBed) use(path string) error {
 func (t *trafficBed) learn() error {
 	vni := t.o.Spec.VNI
 	for range 10 {
-		if _, err := Ping(t.a.NS, t.b.IP, 2, time.Second); err != nil {
+		if err := t.ping(t.a, t.b); err != nil {
 			return err
 		}
-		if _, err := Ping(t.b.NS, t.a.IP, 2, time.Second); err != nil {
+		if err := t.ping(t.b, t.a); err != nil {
 			return err
 		}
 		_, ab := t.a.Host.DP.Learned(vni, t.b.IP)
@@ -374,6 +374,17 @@ func (t *trafficBed) learn() error {
 		}
 	}
 	return errors.New("hosts did not learn the direct path")
+}
+
+// ping checks that from reaches to. One lost echo of three is tolerated (and logged): on a
+// loaded machine a reply can miss its second after a test filled every queue.
+func (t *trafficBed) ping(from, to *OverlayEndpoint) error {
+	res, err := Ping(from.NS, to.IP, 3, time.Second)
+	if errors.Is(err, ErrPacketLoss) && res.Received >= 2 {
+		t.log.Warn("echo lost", "from", from.IP, "to", to.IP, "received", res.Received, "sent", res.Sent)
+		return nil
+	}
+	return err
 }
 
 // detach removes every overlay program and has the endpoints' hosts forward by kernel routing:
@@ -560,7 +571,7 @@ func (t *trafficBed) evidence(path string, before []dataplane.Counters) (PathEvi
 
 // measure runs every test on the path set up, from endpoint a to endpoint b.
 func (t *trafficBed) measure(ctx context.Context, path string, crossCheck bool, iperf string) ([]figureRun, error) {
-	if _, err := Ping(t.a.NS, t.b.IP, 3, 2*time.Second); err != nil {
+	if err := t.ping(t.a, t.b); err != nil {
 		return nil, fmt.Errorf("before measuring: %w", err)
 	}
 	o := t.opts
@@ -701,16 +712,12 @@ func TCPThroughput(ctx context.Context, client, server *Namespace, addr netip.Ad
 // then o.Duration, and fills f with the datagrams received per second in the window, per
 // interval, and the fraction of those sent in the window that did not arrive.
 func UDPRate(ctx context.Context, client, server *Namespace, addr netip.Addr, o TrafficOptions) (Measurement, error) {
-	laddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0))
-	var srv, conn *net.UDPConn
-	err := doIn(server, func() (err error) {
-		srv, err = net.ListenUDP("udp4", laddr)
-		return err
-	})
+	srv, err := listenUDP(server, netip.AddrPortFrom(addr, 0))
 	if err != nil {
-		return Measurement{}, fmt.Errorf("listen udp %s in %s: %w", laddr, server, err)
+		return Measurement{}, err
 	}
 	defer srv.Close()
+	var conn *net.UDPConn
 	raddr := srv.LocalAddr().(*net.UDPAddr)
 	err = doIn(client, func() (err error) {
 		conn, err = net.DialUDP("udp4", nil, raddr)
