@@ -301,6 +301,11 @@ func newTrafficBed(opts TrafficOptions, log *slog.Logger) (_ *trafficBed, err er
 		}
 	}()
 	t.o, err = BuildOverlay(t.lab, OverlaySpec{Hosts: 3, Bouncers: []int{2}, Endpoints: []int{0, 1}, MTU: opts.MTU, Mode: opts.Mode}, log)
+	if errors.Is(err, unix.ERANGE) {
+		// The kernel refuses native XDP on a veth whose frames may not fit one page (about
+		// 3500 bytes) unless the program handles fragments (xdp.frags), which ours do not.
+		return nil, fmt.Errorf("underlay mtu %d too large for native XDP on a veth (at most about 3500): %w", opts.MTU, err)
+	}
 	if err != nil {
 		return nil, err
 	}
