@@ -25,6 +25,7 @@ type trafficOptions struct {
 	rounds           int
 	paths            []string
 	iperf3           string
+	iperf3Path       string
 	out              string
 }
 
@@ -54,6 +55,7 @@ baselines; --out writes them as a report.json.`,
 	f.IntVar(&o.mtu, "mtu", 1500, "underlay MTU (endpoints get it minus the overlay's overhead on every path)")
 	f.StringSliceVar(&o.paths, "paths", nil, "paths to measure (default all: "+strings.Join(testbed.TrafficPaths, ",")+")")
 	f.StringVar(&o.iperf3, "iperf3", "", `iperf3 binary for the cross-check ("" looks on PATH, "none" skips)`)
+	f.StringVar(&o.iperf3Path, "iperf3-path", "direct", "path the iperf3 cross-check runs on")
 	f.StringVar(&o.out, "out", "", "write the figures to this report.json")
 	return cmd
 }
@@ -61,7 +63,7 @@ baselines; --out writes them as a report.json.`,
 func runTraffic(ctx context.Context, cmd *cobra.Command, g *globalOptions, o trafficOptions) error {
 	start := time.Now()
 	opts := testbed.TrafficOptions{Duration: o.duration, Warmup: o.warmup, Streams: o.streams, Rounds: o.rounds, MTU: o.mtu,
-		Mode: g.mode(), Paths: o.paths, Iperf3: o.iperf3}
+		Mode: g.mode(), Paths: o.paths, Iperf3: o.iperf3, Iperf3Path: o.iperf3Path}
 	figs, err := testbed.MeasureTraffic(ctx, opts, g.logger(cmd.ErrOrStderr()))
 	if len(figs) > 0 {
 		if werr := testbed.WriteTrafficTable(cmd.OutOrStdout(), figs); werr != nil {
