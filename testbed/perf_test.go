@@ -19,7 +19,7 @@ import (
 // of a 2-core machine shared with other jobs. Ratios seen there: 0.94, 1.04, 1.08 and 1.22, once
 // 1.33 (5 s windows) and once 1.66 (3 s windows, median of 3 rounds), iperf3 being the one that
 // dips. The bounds leave room for that and still catch a generator that counts wrong by a
-// unit: bytes for bits (8x), kbit for Mbit; or a far-off window (a second of warmup counted).
+// unit: bytes for bits (8x), kbit for Mbit (1000x).
 const (
 	iperf3AgreeLow  = 0.5
 	iperf3AgreeHigh = 1.8
