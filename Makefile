@@ -6,7 +6,7 @@ CLANG ?= clang-16
 
 deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 llvm-16 libbpf-dev iproute2 ethtool iputils-ping tshark >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 llvm-16 libbpf-dev iproute2 ethtool iputils-ping tshark iperf3 >/dev/null
 	$(GO) mod download
 
 generate:

@@ -107,7 +107,7 @@ static __always_inline enum reason agent_route(struct host_cfg *cfg, struct port
 		h = &ep->host;
 		rt->r = R_ENCAP_BOUNCER;
 		rt->flags = MIZAR_F_LEARN;
-	} else if ((lh = bpf_map_lookup_elem(&learned, key))) {
+	} else if (!(cfg->flags & CFG_F_NO_DIRECT) && (lh = bpf_map_lookup_elem(&learned, key))) {
 		h = &lh->host;
 		rt->r = R_DIRECT_HIT;
 		/* The receiver may not know us yet (we learned it from a packet it sent through a

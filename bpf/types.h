@@ -37,6 +37,8 @@ struct host_cfg {
 
 /* The underlay is routed: a host without a MAC of its own in hosts[] is reached via nh_mac. */
 #define CFG_F_DEFAULT_NH 0x01
+/* The agent ignores learned paths: every packet goes through a bouncer (to measure that path). */
+#define CFG_F_NO_DIRECT 0x02
 
 /* Key of every (VNI, inner IPv4) map. */
 struct ep_key {

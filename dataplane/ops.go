@@ -41,8 +41,34 @@ func (d *Dataplane) SetHost(c HostConfig) error {
 	return nil
 }
 
+// SetDirectPath lets the agent use learned paths (on, the default) or not (off: every packet
+// goes through a bouncer, so that the bouncer path can be measured on hosts that have learned).
+// Transit keeps learning either way, so turning it back on takes effect at once. SetHost must
+// have run; running it again turns the direct path back on.
+func (d *Dataplane) SetDirectPath(on bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var v transitHostCfg
+	if err := d.transit.HostConfig.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("set direct path: read host config: %w", err)
+	}
+	if v.Ifindex == 0 {
+		return errors.New("set direct path: host not configured (SetHost first)")
+	}
+	if on {
+		v.Flags &^= cfgFlagNoDirect
+	} else {
+		v.Flags |= cfgFlagNoDirect
+	}
+	if err := d.transit.HostConfig.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("set direct path: %w", err)
+	}
+	return nil
+}
+
 const (
 	cfgFlagDefaultNH = 0x01 // CFG_F_DEFAULT_NH
+	cfgFlagNoDirect  = 0x02 // CFG_F_NO_DIRECT
 	hopFlagMAC       = 0x01 // HOP_F_MAC
 	netFlagBouncer   = 0x01 // NET_F_BOUNCER
 	netFlagDivider   = 0x02 // NET_F_DIVIDER

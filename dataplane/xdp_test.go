@@ -665,6 +665,18 @@ func agentFixtures(prog Program) []fixture {
 			},
 		},
 		{
+			name: "direct path off: a learned host is ignored, the bouncer carries it",
+			prog: Agent, want: xdpRedirect,
+			setup: func(t testing.TB, d *Dataplane) {
+				port(t, d)
+				learn(t, d, ep2IP, h3IP)
+				must(t, d.SetDirectPath(false))
+			},
+			in:       fromEp1(nil),
+			counters: map[Reason]uint64{ReasonEncapBouncer: 1, ReasonDelivered: 1, ReasonLearned: 1},
+			check:    wantEncap(b1IP, b1MAC),
+		},
+		{
 			name: "on the bouncer's own host: answers from its own table",
 			prog: prog, want: v(xdpRedirect),
 			setup: func(t testing.TB, d *Dataplane) {

@@ -83,6 +83,18 @@ const (
 	PathDirect  = "direct"        // overlay, host to host after learning
 	PathRouted  = "plain-routing" // baseline: kernel routing, no overlay
 	PathVXLAN   = "vxlan"         // baseline: the kernel's VXLAN overlay
+	// The same baselines with the endpoints' TX checksum offload (and so TSO) on, as the
+	// kernel has it by default. The overlay needs it off (its XDP program sees what the
+	// endpoint sends before an offload would complete it), so the fair baselines above have it
+	// off too; these show what the offload is worth.
+	PathRoutedOffload = "plain-routing-offload"
+	PathVXLANOffload  = "vxlan-offload"
+)
+
+// Traffic generators.
+const (
+	ToolMizar  = "mizar"  // in-process Go (testbed)
+	ToolIperf3 = "iperf3" // cross-check
 )
 
 // Traffic tests.
@@ -105,6 +117,11 @@ type Traffic struct {
 	Dist    Summary `json:"dist"`
 	// Tool says what generated the load: "mizar" (in-process Go) or "iperf3" (cross-check).
 	Tool string `json:"tool"`
+	// MTU is the underlay MTU the run used (endpoints get it minus the overlay's overhead on
+	// every path, baselines included).
+	MTU int `json:"mtu,omitempty"`
+	// Loss is the fraction of datagrams sent that were not received (udp-rate).
+	Loss float64 `json:"loss,omitempty"`
 }
 
 // Check is a property the run verified.

@@ -42,15 +42,17 @@ type OverlayHost struct {
 
 // OverlayEndpoint is one endpoint of a built overlay.
 type OverlayEndpoint struct {
-	NS   *Namespace
-	IP   netip.Addr
-	Host *OverlayHost
+	NS       *Namespace
+	IP       netip.Addr
+	Host     *OverlayHost
+	HostVeth string // host side of its veth, in Host.NS
 }
 
 // Overlay is a running overlay. Close detaches and unloads every program; the Lab removes the
 // namespaces.
 type Overlay struct {
 	Spec      OverlaySpec
+	Fabric    *Namespace // the underlay's bridge
 	Hosts     []*OverlayHost
 	Endpoints []*OverlayEndpoint
 }
@@ -126,6 +128,7 @@ func BuildOverlay(lab *Lab, spec OverlaySpec, log *slog.Logger) (_ *Overlay, err
 	if err := lab.AddBridge(fabric, "br0"); err != nil {
 		return nil, err
 	}
+	o.Fabric = fabric
 	macs := make([]net.HardwareAddr, spec.Hosts)
 	for i := range spec.Hosts {
 		ns, err := lab.AddNamespace(fmt.Sprintf("h%d", i))
@@ -262,7 +265,7 @@ func (o *Overlay) AddEndpointAt(lab *Lab, hi int, name string, ip, gw netip.Addr
 			return nil, err
 		}
 	}
-	ep := &OverlayEndpoint{NS: ns, IP: ip, Host: h}
+	ep := &OverlayEndpoint{NS: ns, IP: ip, Host: h, HostVeth: pair.B.Name}
 	o.Endpoints = append(o.Endpoints, ep)
 	return ep, nil
 }
@@ -298,6 +301,39 @@ func SubstrateForTC(ns *Namespace, ifname string) error {
 func (o *Overlay) Gateway() netip.Addr {
 	gw, _ := nthAddr(o.Spec.Network, 1)
 	return gw
+}
+
+// Detach removes every program the overlay attached; the maps keep their contents, so Attach
+// brings the overlay back as it was (used to measure kernel baselines on the same namespaces).
+func (o *Overlay) Detach() error {
+	var errs []error
+	for _, h := range o.Hosts {
+		errs = append(errs, h.DP.DetachAll())
+	}
+	return errors.Join(errs...)
+}
+
+// Attach attaches again what BuildOverlay and AddEndpointAt attached, after Detach.
+func (o *Overlay) Attach() error {
+	mode := o.Spec.Mode
+	for i, h := range o.Hosts {
+		if err := h.DP.Attach(h.NS.Handle, "eth0", dataplane.Transit, mode); err != nil {
+			return err
+		}
+		if err := h.DP.Attach(o.Fabric.Handle, fmt.Sprintf("p%d", i), dataplane.Pass, mode); err != nil {
+			return err
+		}
+	}
+	for _, ep := range o.Endpoints {
+		h := ep.Host
+		if err := h.DP.Attach(ep.NS.Handle, "eth0", dataplane.Pass, mode); err != nil {
+			return err
+		}
+		if err := h.DP.Attach(h.NS.Handle, ep.HostVeth, dataplane.Agent, mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close detaches and unloads every host's data plane.

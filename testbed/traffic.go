@@ -229,14 +229,9 @@ func UDPExchange(client, server *Namespace, addr netip.Addr, port int, count int
 	if err := checkPort(port); err != nil {
 		return UDPResult{}, err
 	}
-	laddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Unmap(), uint16(port)))
-	var srv *net.UDPConn
-	err := doIn(server, func() (err error) {
-		srv, err = net.ListenUDP("udp", laddr)
-		return err
-	})
+	srv, err := listenUDP(server, netip.AddrPortFrom(addr.Unmap(), uint16(port)))
 	if err != nil {
-		return UDPResult{}, fmt.Errorf("listen udp %s in %s: %w", laddr, server, err)
+		return UDPResult{}, err
 	}
 	defer srv.Close()
 	// The server stops when srv is closed, at the latest when the exchange
@@ -502,6 +497,18 @@ func listenTCP(ns *Namespace, addr netip.Addr, port int) (*net.TCPListener, erro
 		return nil, fmt.Errorf("listen tcp %s in %s: %w", laddr, ns, err)
 	}
 	return ln, nil
+}
+
+func listenUDP(ns *Namespace, laddr netip.AddrPort) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := doIn(ns, func() (err error) {
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(laddr))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %s in %s: %w", laddr, ns, err)
+	}
+	return c, nil
 }
 
 func dialTCP(ns *Namespace, raddr netip.AddrPort, deadline time.Time) (*net.TCPConn, error) {

@@ -79,6 +79,7 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(runCommand(&g), validateCommand(), demoCommand(&g), cleanCommand(&g))
 	root.AddCommand(reportCommand(&g))
 	root.AddCommand(agentCommand())
+	root.AddCommand(trafficCommand(&g))
 	return root.Execute()
 }
 
