@@ -40,6 +40,9 @@ type RunOptions struct {
 	BeforeStep func(i int, c *Cluster)
 	// StopOnFailure ends RunScenario's timeline at the first failed step.
 	StopOnFailure bool
+	// FailFast ends a reach check at its first failed pair instead of trying every pair over
+	// every protocol (each failure waits out its timeouts).
+	FailFast bool
 }
 
 // Run is a scenario brought up on namespaces: its hosts, VPCs, networks and endpoints exist,
@@ -73,7 +76,7 @@ func Up(ctx context.Context, sc *scenario.Scenario, opts RunOptions, log *slog.L
 			err = errors.Join(err, c.Close())
 		}
 	}()
-	r := &runner{c: c, sc: sc, eps: map[string]*scenario.Endpoint{}, transfers: map[string]*TCPStream{}}
+	r := &runner{c: c, sc: sc, failFast: opts.FailFast, eps: map[string]*scenario.Endpoint{}, transfers: map[string]*TCPStream{}}
 	before := c.Controller.Stats().Total
 	for _, h := range sc.Hosts() {
 		if _, err := c.AddHost(ctx, h); err != nil {
@@ -219,6 +222,7 @@ func progress(w io.Writer, r StepResult) {
 type runner struct {
 	c         *Cluster
 	sc        *scenario.Scenario
+	failFast  bool
 	eps       map[string]*scenario.Endpoint
 	transfers map[string]*TCPStream
 	lastFail  time.Time
@@ -378,6 +382,9 @@ func (r *runner) check(c *scenario.Check) (string, time.Duration, error) {
 	pairs := c.Pairs()
 	var errs []error
 	for _, p := range pairs {
+		if r.failFast && len(errs) > 0 {
+			break
+		}
 		a, err := r.workload(p.From)
 		if err != nil {
 			return "", 0, err
@@ -392,6 +399,9 @@ func (r *runner) check(c *scenario.Check) (string, time.Duration, error) {
 			timeout = negativeTimeout
 		}
 		for _, proto := range c.Over {
+			if r.failFast && len(errs) > 0 {
+				break
+			}
 			// Must-not-reach: toward a bare address only ICMP can tell (nothing serves TCP or
 			// UDP there); toward an endpoint only TCP and UDP can, because their server runs in
 			// the target's own namespace, while an echo reply could come from another VPC's

@@ -174,7 +174,9 @@ var _ = Describe("breaking the scenario library", Label("privileged"), Serial, f
 				Expect(b.at).To(BeNumerically("<=", b.fails))
 				Expect(b.fails).To(BeNumerically("<", len(sc.Steps)))
 				Expect(sc.Steps[b.fails].Kind()).To(BeElementOf("check", "measure"), "step %d must be a check", b.fails)
-				run, err := testbed.Up(context.Background(), sc, testbed.RunOptions{Prefix: testbed.NewPrefix(), Progress: GinkgoWriter}, nil)
+				// One failed pair is proof enough, and every failure waits out its timeouts.
+				opts := testbed.RunOptions{Prefix: testbed.NewPrefix(), Progress: GinkgoWriter, FailFast: true}
+				run, err := testbed.Up(context.Background(), sc, opts, nil)
 				Expect(err).NotTo(HaveOccurred())
 				DeferCleanup(func() {
 					// A break may well make a running transfer fail too: only what is left matters.
