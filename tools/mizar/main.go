@@ -75,6 +75,7 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCommand(&g), validateCommand(), demoCommand(&g), cleanCommand(&g))
+	root.AddCommand(upCommand(&g), downCommand())
 	return root.Execute()
 }
 
