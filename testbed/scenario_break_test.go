@@ -194,6 +194,9 @@ var _ = Describe("breaking the scenario library", Label("privileged"), Serial, f
 					res := run.Step(context.Background(), i)
 					switch {
 					case i < b.at:
+						if res.Err != nil {
+							logCounters(run)
+						}
 						Expect(res.Err).NotTo(HaveOccurred(), "line %d, before the break", res.Line)
 					case i == b.fails:
 						Expect(res.Err).To(HaveOccurred(), "line %d (%s %s) passed although %s", res.Line, res.Kind, res.What, b.what)

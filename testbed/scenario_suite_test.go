@@ -58,6 +58,9 @@ var _ = Describe("the scenario library", Label("privileged"), Serial, func() {
 			for i, s := range sc.Steps {
 				It(fmt.Sprintf("line %d: %s", s.Line, s.Kind()), func() {
 					res := run.Step(context.Background(), i)
+					if res.Err != nil {
+						logCounters(run)
+					}
 					Expect(res.Err).NotTo(HaveOccurred(), "%s:%d: %s %s", sc.File, res.Line, res.Kind, res.What)
 				})
 			}
@@ -82,4 +85,16 @@ func expectNothingLeft(prefix string) {
 	}
 	Expect(namespaces).To(BeEmpty(), "namespaces left behind")
 	Expect(links).To(BeEmpty(), "links left behind")
+}
+
+// logCounters shows every host's data-plane counters, to tell where a failed check's packets went.
+func logCounters(run *testbed.Run) {
+	for _, h := range run.Cluster().Hosts() {
+		c, err := h.DP.Counters()
+		if err != nil {
+			GinkgoWriter.Printf("host %s: counters: %v\n", h.Name, err)
+			continue
+		}
+		GinkgoWriter.Printf("host %s (%v): %v\n", h.Name, h.IP, c)
+	}
 }
