@@ -53,23 +53,9 @@ func newLab(t *testing.T) *Lab {
 // with prefix.
 func leftovers(t *testing.T, prefix string) (namespaces, links []string) {
 	t.Helper()
-	entries, err := os.ReadDir(NetnsDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("list %s: %v", NetnsDir, err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			namespaces = append(namespaces, e.Name())
-		}
-	}
-	all, err := netlink.LinkList()
+	namespaces, links, err := Leftovers(prefix)
 	if err != nil {
-		t.Fatalf("list links: %v", err)
-	}
-	for _, l := range all {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
-			links = append(links, l.Attrs().Name)
-		}
+		t.Fatal(err)
 	}
 	return namespaces, links
 }
