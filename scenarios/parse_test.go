@@ -99,6 +99,7 @@ func TestLibraryPlacement(t *testing.T) {
 	}{
 		{"quickstart.yaml", "blue", "front", "h3", "h3"},
 		{"same-host.yaml", "blue", "app", "h3", ""},
+		{"direct-path.yaml", "blue", "app", "h3", ""},
 		{"host-failure.yaml", "blue", "app", "h3", "h3"},
 		{"routed.yaml", "blue", "front", "h3", "h3"},
 	} {

@@ -525,11 +525,14 @@ func (p *plumbingAgent) unplumb(op controlplane.Op) error {
 	if !ok {
 		return nil
 	}
+	// The kernel tears a removed namespace's links down later, on its own; until then the host
+	// side of the veth would keep its name, and an endpoint recreated at the same address on
+	// this host could not have it. Deleting it here frees the name now.
 	var err error
 	if ce.pass {
 		err = p.h.pass.Detach(ce.ns.Handle, "eth0")
 	}
-	return errors.Join(err, p.c.Lab.RemoveNamespace(ce.ns))
+	return errors.Join(err, deleteLink(p.h.NS, op.Interface), p.c.Lab.RemoveNamespace(ce.ns))
 }
 
 // RestartController replaces the control plane with a new one over the same store, as after a

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mizar-net/mizar/controlplane"
@@ -22,28 +24,46 @@ type StepResult struct {
 	Duration time.Duration
 	Err      error // a failed check, or a step that could not run
 	Measured time.Duration
+	// Writes and WriteHosts are the control plane's map writes for the step and the number of
+	// hosts they went to (setup, create, delete, scale, fail and remove steps; zero otherwise).
+	Writes, WriteHosts int
 }
 
-// RunOptions shapes RunScenario.
+// RunOptions shapes Up and RunScenario.
 type RunOptions struct {
 	Prefix string
 	Mode   dataplane.Mode
 	// Progress, when set, gets a line per step as it finishes.
 	Progress io.Writer
-	// BeforeStep, when set, runs before each step with the cluster; tests use it to break
-	// things and see checks fail.
+	// BeforeStep, when set, runs before each step RunScenario plays, with the cluster. A suite
+	// that drives the steps itself (Up, Run.Step) acts on Run.Cluster() instead.
 	BeforeStep func(i int, c *Cluster)
-	// StopOnFailure ends the timeline at the first failed step.
+	// StopOnFailure ends RunScenario's timeline at the first failed step.
 	StopOnFailure bool
 	// AgentProcesses and AgentCommand are ClusterOptions': each host's agent in its own
 	// process, programmed over gRPC.
 	AgentProcesses bool
 	AgentCommand   []string
+	// FailFast ends a reach check at its first failed pair instead of trying every pair over
+	// every protocol (each failure waits out its timeouts).
+	FailFast bool
 }
 
-// RunScenario builds a validated scenario on namespaces, plays its timeline, removes
-// everything, and returns a result per step. The error is non-nil when a step failed.
-func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, log *slog.Logger) (results []StepResult, err error) {
+// Run is a scenario brought up on namespaces: its hosts, VPCs, networks and endpoints exist,
+// and its timeline is played one step at a time (in order: each step acts on what the ones
+// before it left). Down removes everything.
+type Run struct {
+	sc    *scenario.Scenario
+	opts  RunOptions
+	r     *runner
+	setup StepResult
+	down  bool
+}
+
+// Up builds a validated scenario's topology on namespaces (hosts on a fabric, then its VPCs,
+// networks and endpoints through the control plane) and returns it ready to play. On error
+// nothing is left behind.
+func Up(ctx context.Context, sc *scenario.Scenario, opts RunOptions, log *slog.Logger) (_ *Run, err error) {
 	if opts.Prefix == "" {
 		opts.Prefix = NewPrefix()
 	}
@@ -54,11 +74,12 @@ func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, lo
 		return nil, err
 	}
 	defer func() {
-		if cerr := c.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("clean up: %w", cerr)
+		if err != nil {
+			err = errors.Join(err, c.Close())
 		}
 	}()
-	r := &runner{c: c, sc: sc, eps: map[string]*scenario.Endpoint{}, transfers: map[string]*TCPStream{}}
+	r := &runner{c: c, sc: sc, failFast: opts.FailFast, eps: map[string]*scenario.Endpoint{}, transfers: map[string]*TCPStream{}}
+	before := c.Controller.Stats().Total
 	for _, h := range sc.Hosts() {
 		if _, err := c.AddHost(ctx, h); err != nil {
 			return nil, fmt.Errorf("host %s: %w", h, err)
@@ -69,33 +90,116 @@ func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, lo
 			return nil, err
 		}
 	}
-	results = append(results, StepResult{Kind: "setup", What: fmt.Sprintf("%d hosts, %d VPCs", len(sc.Hosts()), len(sc.VPCs)), Duration: time.Since(start)})
-	progress(opts.Progress, results[0])
+	run := &Run{sc: sc, opts: opts, r: r}
+	run.setup = StepResult{Kind: "setup", What: fmt.Sprintf("%d hosts, %d VPCs", len(sc.Hosts()), len(sc.VPCs)), Duration: time.Since(start)}
+	run.setup.Writes, run.setup.WriteHosts = writesSince(before, c.Controller.Stats().Total)
+	progress(opts.Progress, run.setup)
+	return run, nil
+}
+
+// Scenario returns the scenario being played.
+func (run *Run) Scenario() *scenario.Scenario { return run.sc }
+
+// Prefix is the run prefix every name the run made starts with.
+func (run *Run) Prefix() string { return run.opts.Prefix }
+
+// Cluster returns the hosts and control plane the scenario runs on, to act on or inspect.
+func (run *Run) Cluster() *Cluster { return run.r.c }
+
+// Setup returns what Up did, as a step result (kind "setup").
+func (run *Run) Setup() StepResult { return run.setup }
+
+// Steps returns the scenario's timeline; Step(i) plays Steps()[i].
+func (run *Run) Steps() []scenario.Step { return run.sc.Steps }
+
+// Step plays step i of the timeline and reports it (also to RunOptions.Progress).
+func (run *Run) Step(ctx context.Context, i int) StepResult {
+	if i < 0 || i >= len(run.sc.Steps) {
+		return StepResult{Kind: "?", Err: fmt.Errorf("%s: step %d: the timeline has %d steps", run.sc.File, i, len(run.sc.Steps))}
+	}
+	s := &run.sc.Steps[i]
+	res := StepResult{Line: s.Line, Kind: s.Kind()}
+	if run.down {
+		res.Err = fmt.Errorf("%s:%d: %s: the run is down", run.sc.File, s.Line, res.Kind)
+		return res
+	}
+	t0 := time.Now()
+	before := run.r.c.Controller.Stats().Total
+	res.What, res.Measured, res.Err = run.r.step(ctx, s)
+	res.Duration = time.Since(t0)
+	res.Writes, res.WriteHosts = writesSince(before, run.r.c.Controller.Stats().Total)
+	progress(run.opts.Progress, res)
+	return res
+}
+
+// writesSince counts the writes between two snapshots of the control plane's totals, and the
+// hosts they went to.
+func writesSince(before, after controlplane.Writes) (writes, hosts int) {
+	for h, n := range after.PerHost {
+		if n > before.PerHost[h] {
+			hosts++
+		}
+	}
+	return after.Total - before.Total, hosts
+}
+
+// Endpoints returns the endpoints that exist at this point of the timeline, by name.
+func (run *Run) Endpoints() ([]Workload, error) {
+	var out []Workload
+	for _, name := range slices.Sorted(maps.Keys(run.r.eps)) {
+		w, err := run.r.workload(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// Down stops transfers the timeline left running, then removes everything the run made. The
+// error reports a transfer that lost or corrupted bytes, and anything that could not be
+// removed. Calling it again does nothing.
+func (run *Run) Down() error {
+	if run.down {
+		return nil
+	}
+	run.down = true
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(run.r.transfers)) {
+		if _, err := run.r.transfers[name].Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: transfer %s: %w", run.sc.File, name, err))
+		}
+	}
+	if err := run.r.c.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("clean up: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// RunScenario brings a validated scenario up (Up), plays its whole timeline (Run.Step), takes
+// it down (Run.Down), and returns the setup's result then one per step played. The error is
+// non-nil when a step failed.
+func RunScenario(ctx context.Context, sc *scenario.Scenario, opts RunOptions, log *slog.Logger) (results []StepResult, err error) {
+	run, err := Up(ctx, sc, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	results = append(results, run.Setup())
 	var failed []error
-	for i := range sc.Steps {
+	for i := range run.Steps() {
 		if opts.BeforeStep != nil {
-			opts.BeforeStep(i, c)
+			opts.BeforeStep(i, run.Cluster())
 		}
-		s := &sc.Steps[i]
-		t0 := time.Now()
-		res := StepResult{Line: s.Line, Kind: s.Kind()}
-		res.What, res.Measured, res.Err = r.step(ctx, s)
-		res.Duration = time.Since(t0)
-		if res.Err != nil {
-			failed = append(failed, fmt.Errorf("%s:%d: %s: %w", sc.File, s.Line, res.Kind, res.Err))
-		}
+		res := run.Step(ctx, i)
 		results = append(results, res)
-		progress(opts.Progress, res)
-		if res.Err != nil && opts.StopOnFailure {
-			break
+		if res.Err != nil {
+			failed = append(failed, fmt.Errorf("%s:%d: %s: %w", sc.File, res.Line, res.Kind, res.Err))
+			if opts.StopOnFailure {
+				break
+			}
 		}
 	}
-	for name, st := range r.transfers {
-		if _, err := st.Stop(); err != nil {
-			failed = append(failed, fmt.Errorf("%s: transfer %s: %w", sc.File, name, err))
-		}
-	}
-	return results, errors.Join(failed...)
+	return results, errors.Join(append(failed, run.Down())...)
 }
 
 func progress(w io.Writer, r StepResult) {
@@ -106,16 +210,21 @@ func progress(w io.Writer, r StepResult) {
 	if r.Err != nil {
 		status = "FAIL: " + r.Err.Error()
 	}
+	writes := ""
+	if r.Writes > 0 {
+		writes = fmt.Sprintf("%d writes/%d hosts", r.Writes, r.WriteHosts)
+	}
 	extra := ""
 	if r.Measured > 0 {
-		extra = fmt.Sprintf(" measured %v", r.Measured.Round(time.Millisecond))
+		extra = fmt.Sprintf("measured %v  ", r.Measured.Round(time.Millisecond))
 	}
-	fmt.Fprintf(w, "  line %-3d %-8s %-40s %8v%s  %s\n", r.Line, r.Kind, r.What, r.Duration.Round(time.Millisecond), extra, status)
+	fmt.Fprintf(w, "  line %-3d %-8s %-40s %8v  %-18s %s%s\n", r.Line, r.Kind, r.What, r.Duration.Round(time.Millisecond), writes, extra, status)
 }
 
 type runner struct {
 	c         *Cluster
 	sc        *scenario.Scenario
+	failFast  bool
 	eps       map[string]*scenario.Endpoint
 	transfers map[string]*TCPStream
 	lastFail  time.Time
@@ -275,6 +384,9 @@ func (r *runner) check(c *scenario.Check) (string, time.Duration, error) {
 	pairs := c.Pairs()
 	var errs []error
 	for _, p := range pairs {
+		if r.failFast && len(errs) > 0 {
+			break
+		}
 		a, err := r.workload(p.From)
 		if err != nil {
 			return "", 0, err
@@ -289,6 +401,9 @@ func (r *runner) check(c *scenario.Check) (string, time.Duration, error) {
 			timeout = negativeTimeout
 		}
 		for _, proto := range c.Over {
+			if r.failFast && len(errs) > 0 {
+				break
+			}
 			// Must-not-reach: toward a bare address only ICMP can tell (nothing serves TCP or
 			// UDP there); toward an endpoint only TCP and UDP can, because their server runs in
 			// the target's own namespace, while an echo reply could come from another VPC's

@@ -53,23 +53,9 @@ func newLab(t *testing.T) *Lab {
 // with prefix.
 func leftovers(t *testing.T, prefix string) (namespaces, links []string) {
 	t.Helper()
-	entries, err := os.ReadDir(NetnsDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("list %s: %v", NetnsDir, err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			namespaces = append(namespaces, e.Name())
-		}
-	}
-	all, err := netlink.LinkList()
+	namespaces, links, err := Leftovers(prefix)
 	if err != nil {
-		t.Fatalf("list links: %v", err)
-	}
-	for _, l := range all {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
-			links = append(links, l.Attrs().Name)
-		}
+		t.Fatal(err)
 	}
 	return namespaces, links
 }
@@ -626,5 +612,17 @@ func TestNames(t *testing.T) {
 	}
 	if p := NewPrefix(); len(p) != 7 || !strings.HasPrefix(p, DefaultPrefix) || !strings.HasSuffix(p, "-") {
 		t.Errorf("NewPrefix() = %q", p)
+	}
+}
+
+// assertNothingLeft looks for this run's names only: other packages' tests run alongside.
+func assertNothingLeft(t *testing.T, prefix string) {
+	t.Helper()
+	namespaces, links := leftovers(t, prefix)
+	for _, n := range namespaces {
+		t.Errorf("namespace %s left behind", n)
+	}
+	for _, l := range links {
+		t.Errorf("link %s left behind", l)
 	}
 }

@@ -302,6 +302,35 @@ func Clean(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// Leftovers lists the named namespaces and root-namespace links whose names start with
+// prefix: what Clean(prefix) would remove.
+func Leftovers(prefix string) (namespaces, links []string, err error) {
+	entries, err := os.ReadDir(NetnsDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("list %s: %w", NetnsDir, err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			namespaces = append(namespaces, e.Name())
+		}
+	}
+	h, err := handleFor(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer h.Close()
+	all, err := h.LinkList()
+	if err != nil {
+		return nil, nil, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range all {
+		if strings.HasPrefix(l.Attrs().Name, prefix) {
+			links = append(links, l.Attrs().Name)
+		}
+	}
+	return namespaces, links, nil
+}
+
 // LinkByName looks up an interface in ns.
 func LinkByName(ns *Namespace, ifname string) (netlink.Link, error) {
 	h, err := handleFor(ns)

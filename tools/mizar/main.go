@@ -80,6 +80,7 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(reportCommand(&g))
 	root.AddCommand(agentCommand())
 	root.AddCommand(trafficCommand(&g))
+	root.AddCommand(upCommand(&g), downCommand())
 	return root.Execute()
 }
 
@@ -99,6 +100,7 @@ func runCommand(g *globalOptions) *cobra.Command {
 			type row struct {
 				name          string
 				steps, failed int
+				writes        int
 				took          time.Duration
 			}
 			var rows []row
@@ -115,6 +117,7 @@ func runCommand(g *globalOptions) *cobra.Command {
 				r := row{name: sc.Name, took: time.Since(start)}
 				for _, res := range results {
 					r.steps++
+					r.writes += res.Writes
 					if res.Err != nil {
 						r.failed++
 					}
@@ -125,9 +128,9 @@ func runCommand(g *globalOptions) *cobra.Command {
 				}
 				rows = append(rows, r)
 			}
-			fmt.Fprintln(tw, "\nscenario\tsteps\tfailed\ttime")
+			fmt.Fprintln(tw, "\nscenario\tsteps\tfailed\twrites\ttime")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%v\n", r.name, r.steps, r.failed, r.took.Round(time.Millisecond))
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%v\n", r.name, r.steps, r.failed, r.writes, r.took.Round(time.Millisecond))
 			}
 			tw.Flush()
 			if failed > 0 {
