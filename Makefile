@@ -27,8 +27,12 @@ vet:
 test: vet
 	$(GO) test ./... -count=1 -timeout 30m
 
+# The full measurement (as root): BPF per-packet costs against the reference program, then
+# the provisioning sweep and traffic against the kernel's paths, written as a report folder
+# under reports/runs/ (summary.md, report.json, plots). BENCH_FLAGS passes flags to mizar bench.
 bench:
 	$(GO) test ./dataplane/ -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m
+	$(GO) run ./tools/mizar bench $(BENCH_FLAGS)
 
 clean:
 	$(GO) run ./tools/mizar clean

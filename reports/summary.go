@@ -88,7 +88,7 @@ func rank(known []string, v string) int {
 var (
 	modeOrder  = []string{ModeMizar, ModeEveryHost}
 	testOrder  = []string{TestTCPStream, TestUDPRate, TestTCPLatency}
-	pathOrder  = []string{PathBouncer, PathDirect, PathRouted, PathVXLAN}
+	pathOrder  = []string{PathBouncer, PathDirect, PathRouted, PathVXLAN, PathRoutedOffload, PathVXLANOffload}
 	percentile = map[string]func(Summary) float64{
 		"p50": func(s Summary) float64 { return s.P50 },
 		"p99": func(s Summary) float64 { return s.P99 },
@@ -218,7 +218,7 @@ func trafficSection(b *strings.Builder, r *Report) {
 	for _, t := range sortedTraffic(r) {
 		row := []string{t.Test, t.Path, trafficConfig(t), num(t.Value), t.Unit,
 			nonEmpty(t.Dist, t.Dist.P50), nonEmpty(t.Dist, t.Dist.P90), nonEmpty(t.Dist, t.Dist.P99)}
-		for _, base := range []string{PathRouted, PathVXLAN} {
+		for _, base := range []string{PathRouted, PathVXLAN, PathRoutedOffload} {
 			cell := "-"
 			if t.Path != base {
 				if x, _, why := ratio(r, t, base); why == "" {
@@ -230,7 +230,7 @@ func trafficSection(b *strings.Builder, r *Report) {
 		rows = append(rows, row)
 	}
 	table(b, []string{"test", "path", "config", "value", "unit", "dist p50", "p90", "p99",
-		"x " + PathRouted, "x " + PathVXLAN}, rows)
+		"x " + PathRouted, "x " + PathVXLAN, "x " + PathRoutedOffload}, rows)
 }
 
 func targetsSection(b *strings.Builder, ts []Target) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -53,7 +54,13 @@ func Targets(r *Report) []Target {
 }
 
 // isBaseline says whether path is one of the kernel's paths the overlay is measured against.
-func isBaseline(path string) bool { return path == PathRouted || path == PathVXLAN }
+func isBaseline(path string) bool {
+	switch path {
+	case PathRouted, PathVXLAN, PathRoutedOffload, PathVXLANOffload:
+		return true
+	}
+	return false
+}
 
 // tool is t's load generator; an empty one is the default in-process generator.
 func tool(t Traffic) string { return cmp.Or(t.Tool, "mizar") }
@@ -83,11 +90,24 @@ func ratio(r *Report, t Traffic, path string) (x float64, baseline Traffic, why 
 }
 
 func trafficTargets(r *Report, test, what string, want float64, atLeast bool) []Target {
+	var ts []Target
+	// Plain routing is the target's baseline; with the endpoints' offloads on (the kernel's
+	// default, and what the tc agent leaves them) it is measured too, and judged the same way.
+	for _, base := range []string{PathRouted, PathRoutedOffload} {
+		if base != PathRouted && !slices.ContainsFunc(r.Traffic, func(t Traffic) bool { return t.Path == base }) {
+			continue
+		}
+		ts = append(ts, trafficTargetsOver(r, test, what, base, want, atLeast)...)
+	}
+	return ts
+}
+
+func trafficTargetsOver(r *Report, test, what, base string, want float64, atLeast bool) []Target {
 	op := "<="
 	if atLeast {
 		op = ">="
 	}
-	goal := fmt.Sprintf("%s %s %s %sx %s", test, what, op, num(want), PathRouted)
+	goal := fmt.Sprintf("%s %s %s %sx %s", test, what, op, num(want), base)
 	var ts []Target
 	seen := map[string]bool{}
 	for _, t := range r.Traffic {
@@ -96,7 +116,7 @@ func trafficTargets(r *Report, test, what string, want float64, atLeast bool) []
 		}
 		seen[t.Path] = true
 		target := Target{Goal: goal, Subject: trafficLabel(t), Status: NotMeasured}
-		x, b, why := ratio(r, t, PathRouted)
+		x, b, why := ratio(r, t, base)
 		if why != "" {
 			target.Measured = why
 		} else {

@@ -326,10 +326,12 @@ func (o *Overlay) Attach() error {
 	}
 	for _, ep := range o.Endpoints {
 		h := ep.Host
-		if err := h.DP.Attach(ep.NS.Handle, "eth0", dataplane.Pass, mode); err != nil {
-			return err
+		if !o.Spec.EndpointGRO {
+			if err := h.DP.Attach(ep.NS.Handle, "eth0", dataplane.Pass, mode); err != nil {
+				return err
+			}
 		}
-		if err := h.DP.Attach(h.NS.Handle, ep.HostVeth, dataplane.Agent, mode); err != nil {
+		if err := h.DP.Attach(h.NS.Handle, ep.HostVeth, o.Spec.Agent, mode); err != nil {
 			return err
 		}
 	}

@@ -53,6 +53,10 @@ type TrafficOptions struct {
 	RRSize   int           // TCP request and response bytes; 1
 	MTU      int           // underlay MTU; 1500 (endpoints get it minus dataplane.Overhead)
 	Mode     dataplane.Mode
+	// Agent is the encapsulation point on the endpoints' hosts: dataplane.AgentTC (default,
+	// as the host agent's; its endpoints keep their TX offloads and receive through GRO) or
+	// dataplane.Agent (XDP; its endpoints need TX checksum offload off).
+	Agent dataplane.Program
 	// Paths to measure (default TrafficPaths); they are measured in TrafficPaths' order.
 	Paths []string
 	// Iperf3 is the iperf3 binary for the cross-check: "" looks it up on PATH (and skips the
@@ -90,6 +94,9 @@ func (o *TrafficOptions) defaults() error {
 	if o.MTU == 0 {
 		o.MTU = 1500
 	}
+	if o.Agent == "" {
+		o.Agent = dataplane.AgentTC
+	}
 	if len(o.Paths) == 0 {
 		o.Paths = TrafficPaths
 	}
@@ -106,6 +113,8 @@ func (o *TrafficOptions) defaults() error {
 		return fmt.Errorf("traffic options: rounds %d: want at least 1", o.Rounds)
 	case o.Streams < 1 || o.Streams > 64:
 		return fmt.Errorf("traffic options: streams %d: want 1..64", o.Streams)
+	case o.Agent != dataplane.AgentTC && o.Agent != dataplane.Agent:
+		return fmt.Errorf("traffic options: agent %q: want %q or %q", o.Agent, dataplane.AgentTC, dataplane.Agent)
 	case o.UDPSize < 8 || o.UDPSize > o.MTU-dataplane.Overhead-28:
 		return fmt.Errorf("traffic options: udp size %d: want 8..%d (tag, endpoint MTU)", o.UDPSize, o.MTU-dataplane.Overhead-28)
 	case o.RRSize < 1 || o.RRSize > 1<<20:
@@ -300,7 +309,10 @@ func newTrafficBed(opts TrafficOptions, log *slog.Logger) (_ *trafficBed, err er
 			err = errors.Join(err, t.close())
 		}
 	}()
-	t.o, err = BuildOverlay(t.lab, OverlaySpec{Hosts: 3, Bouncers: []int{2}, Endpoints: []int{0, 1}, MTU: opts.MTU, Mode: opts.Mode}, log)
+	t.o, err = BuildOverlay(t.lab, OverlaySpec{Hosts: 3, Bouncers: []int{2}, Endpoints: []int{0, 1}, MTU: opts.MTU, Mode: opts.Mode,
+		Agent: opts.Agent, EndpointGRO: opts.Agent == dataplane.AgentTC,
+		// Native XDP on a veth takes frames above about a page only multi-buffer.
+		XDPFrags: opts.MTU > 3500}, log)
 	if errors.Is(err, unix.ERANGE) {
 		// The kernel refuses native XDP on a veth whose frames may not fit one page (about
 		// 3500 bytes) unless the program handles fragments (xdp.frags), which ours do not.
@@ -310,6 +322,7 @@ func newTrafficBed(opts TrafficOptions, log *slog.Logger) (_ *trafficBed, err er
 		return nil, err
 	}
 	t.a, t.b = t.o.Endpoints[0], t.o.Endpoints[1]
+	t.offload = t.agentOffload()
 	// The host side of each endpoint's veth takes the MAC the agent answers ARP with, so that
 	// the endpoints' neighbour entries stay right when kernel routing (proxy ARP) takes over.
 	for _, ep := range t.o.Endpoints {
@@ -428,7 +441,7 @@ func (t *trafficBed) attach() error {
 	if !t.detached {
 		return nil
 	}
-	if err := t.setOffload(false); err != nil {
+	if err := t.setOffload(t.agentOffload()); err != nil {
 		return err
 	}
 	if err := t.o.Attach(); err != nil {
@@ -525,6 +538,9 @@ func replaceRoute(ns *Namespace, dst netip.Prefix, gw netip.Addr, ifname string)
 }
 
 // setOffload turns the endpoints' TX checksum offload (and with it TSO) on or off.
+// agentOffload is the endpoints' TX checksum offload the agent works with (see PlumbEndpoint).
+func (t *trafficBed) agentOffload() bool { return t.opts.Agent == dataplane.AgentTC }
+
 func (t *trafficBed) setOffload(on bool) error {
 	if t.offload == on {
 		return nil

@@ -79,7 +79,7 @@ func mizar(args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(runCommand(&g), validateCommand(), demoCommand(&g), cleanCommand(&g))
 	root.AddCommand(reportCommand(&g))
 	root.AddCommand(agentCommand())
-	root.AddCommand(trafficCommand(&g))
+	root.AddCommand(trafficCommand(&g), benchCommand(&g))
 	root.AddCommand(upCommand(&g), downCommand())
 	return root.Execute()
 }

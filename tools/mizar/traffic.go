@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/mizar-net/mizar/dataplane"
 	"github.com/mizar-net/mizar/reports"
 	"github.com/mizar-net/mizar/testbed"
 )
@@ -27,6 +26,7 @@ type trafficOptions struct {
 	iperf3           string
 	iperf3Path       string
 	out              string
+	agent            string
 }
 
 func trafficCommand(g *globalOptions) *cobra.Command {
@@ -56,14 +56,15 @@ baselines; --out writes them as a report.json.`,
 	f.StringSliceVar(&o.paths, "paths", nil, "paths to measure (default all: "+strings.Join(testbed.TrafficPaths, ",")+")")
 	f.StringVar(&o.iperf3, "iperf3", "", `iperf3 binary for the cross-check ("" looks on PATH, "none" skips)`)
 	f.StringVar(&o.iperf3Path, "iperf3-path", "direct", "path the iperf3 cross-check runs on")
-	f.StringVar(&o.out, "out", "", "write the figures to this report.json")
+	f.StringVar(&o.out, "out", "", "write the figures as a report folder (report.json, summary.md, plots) here")
+	f.StringVar(&o.agent, "agent", string(dataplane.AgentTC), "encapsulation point on the endpoints' hosts: agent_tc (tc, the default) or agent (XDP)")
 	return cmd
 }
 
 func runTraffic(ctx context.Context, cmd *cobra.Command, g *globalOptions, o trafficOptions) error {
 	start := time.Now()
 	opts := testbed.TrafficOptions{Duration: o.duration, Warmup: o.warmup, Streams: o.streams, Rounds: o.rounds, MTU: o.mtu,
-		Mode: g.mode(), Paths: o.paths, Iperf3: o.iperf3, Iperf3Path: o.iperf3Path}
+		Mode: g.mode(), Agent: dataplane.Program(o.agent), Paths: o.paths, Iperf3: o.iperf3, Iperf3Path: o.iperf3Path}
 	figs, err := testbed.MeasureTraffic(ctx, opts, g.logger(cmd.ErrOrStderr()))
 	if len(figs) > 0 {
 		if werr := testbed.WriteTrafficTable(cmd.OutOrStdout(), figs); werr != nil {
@@ -76,24 +77,17 @@ func runTraffic(ctx context.Context, cmd *cobra.Command, g *globalOptions, o tra
 	if o.out == "" {
 		return nil
 	}
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	rep := reports.Report{
-		Schema: reports.SchemaVersion, Scenario: "traffic", Commit: "unknown",
-		Kernel: unix.ByteSliceToString(uts.Release[:]), CPUs: runtime.NumCPU(),
-		Started: start, Seconds: time.Since(start).Seconds(),
-		Config: map[string]string{
-			"duration": o.duration.String(), "warmup": o.warmup.String(), "streams": strconv.Itoa(o.streams), "rounds": strconv.Itoa(o.rounds),
-			"mtu": strconv.Itoa(o.mtu), "mode": g.mode().String(), "paths": strings.Join(o.paths, ","),
-		},
-		Traffic: figs,
+	rep := reports.New("traffic", ".")
+	rep.Started = start
+	rep.Seconds = time.Since(start).Seconds()
+	rep.Config = map[string]string{
+		"duration": o.duration.String(), "warmup": o.warmup.String(), "streams": strconv.Itoa(o.streams), "rounds": strconv.Itoa(o.rounds),
+		"mtu": strconv.Itoa(o.mtu), "mode": g.mode().String(), "agent": o.agent, "paths": strings.Join(o.paths, ","),
 	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
+	rep.Traffic = figs
+	if err := reports.Write(o.out, rep); err != nil {
 		return err
 	}
-	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
+	fmt.Fprintf(cmd.OutOrStdout(), "report written to %s\n", o.out)
 	return nil
 }
