@@ -38,6 +38,8 @@ type Controller struct {
 	log    *slog.Logger
 	state  *State
 	stats  Stats
+	// index is per VPC, built on demand (see indexOf).
+	index map[string]*vpcIndex
 	// everyHost is Options.ProgramEveryHost.
 	everyHost bool
 }
@@ -119,6 +121,7 @@ func (c *Controller) commitFocused(ctx context.Context, method, what string, nex
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	c.state = next
+	c.index = nil
 	ops := diff(before, after)
 	for h := range ops {
 		if hs, ok := next.Hosts[h]; !ok || hs.Failed {
@@ -137,25 +140,42 @@ func (c *Controller) commitFocused(ctx context.Context, method, what string, nex
 // whatever the number of endpoints and hosts. Callers hold c.mu and have validated e.
 func (c *Controller) commitEndpoint(ctx context.Context, method, what, vpc, name string, e *Endpoint) error {
 	eps := c.state.VPCs[vpc].Endpoints
+	idx := c.indexOf(vpc)
 	old, had := eps[name]
-	f := &focus{ip: old.IP, host: old.Host}
+	// Creating names a new endpoint at a free address; deleting, an existing one: the
+	// address is someone's on one side only.
+	f := &focus{ip: old.IP, host: old.Host, ep: &old, hostEndpoints: idx.perHost[old.Host]}
 	if e != nil {
-		f = &focus{ip: e.IP, host: e.Host}
+		f = &focus{ip: e.IP, host: e.Host, hostEndpoints: idx.perHost[e.Host]}
 	}
 	live := liveHosts(c.state)
 	before, after := desired{}, desired{}
 	desiredVPC(before, c.state, vpc, live, c.everyHost, f)
+	apply := func(add bool, x Endpoint) {
+		if add {
+			eps[x.Name] = x
+			idx.byIP[x.IP] = x.Name
+			idx.perHost[x.Host]++
+		} else {
+			delete(eps, x.Name)
+			delete(idx.byIP, x.IP)
+			idx.perHost[x.Host]--
+		}
+	}
 	if e != nil {
-		eps[name] = *e
+		apply(true, *e)
+		f.ep, f.hostEndpoints = e, f.hostEndpoints+1
 	} else {
-		delete(eps, name)
+		apply(false, old)
+		f.ep, f.hostEndpoints = nil, f.hostEndpoints-1
 	}
 	desiredVPC(after, c.state, vpc, live, c.everyHost, f)
 	if err := c.store.SaveEndpoint(vpc, name, e); err != nil {
+		if e != nil {
+			apply(false, *e)
+		}
 		if had {
-			eps[name] = old
-		} else {
-			delete(eps, name)
+			apply(true, old)
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -164,6 +184,32 @@ func (c *Controller) commitEndpoint(ctx context.Context, method, what, vpc, name
 		return fmt.Errorf("%s: saved, but %w", what, err)
 	}
 	return nil
+}
+
+// vpcIndex is what an endpoint mutation needs to know of its VPC's endpoints without a pass
+// over them: who has an address, and how many endpoints each host has.
+type vpcIndex struct {
+	byIP    map[netip.Addr]string
+	perHost map[string]int
+}
+
+// indexOf returns VPC vpc's index, building it from the state when there is none: commit
+// drops every index (any other mutation may change endpoints wholesale), commitEndpoint keeps
+// them current.
+func (c *Controller) indexOf(vpc string) *vpcIndex {
+	if idx, ok := c.index[vpc]; ok {
+		return idx
+	}
+	if c.index == nil {
+		c.index = map[string]*vpcIndex{}
+	}
+	idx := &vpcIndex{byIP: map[netip.Addr]string{}, perHost: map[string]int{}}
+	for name, e := range c.state.VPCs[vpc].Endpoints {
+		idx.byIP[e.IP] = name
+		idx.perHost[e.Host]++
+	}
+	c.index[vpc] = idx
+	return idx
 }
 
 // send applies ops to their hosts in parallel and counts them.
@@ -555,10 +601,7 @@ func (c *Controller) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, 
 	if h.Failed {
 		return fail(fmt.Errorf("host %s: %w: failed", e.Host, ErrConflict))
 	}
-	taken := map[netip.Addr]string{}
-	for _, o := range v.Endpoints {
-		taken[o.IP] = o.Name
-	}
+	taken := c.indexOf(e.VPC).byIP
 	if !e.IP.IsValid() {
 		ip, err := allocate(n.CIDR, taken)
 		if err != nil {

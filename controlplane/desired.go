@@ -95,6 +95,10 @@ func liveHosts(s *State) []string {
 type focus struct {
 	ip   netip.Addr
 	host string
+	// What the state desiredVPC is given holds, known without a pass over its endpoints: the
+	// endpoint at ip (nil: none) and how many endpoints of the VPC host has.
+	ep            *Endpoint
+	hostEndpoints int
 }
 
 // desiredVPC adds to d what every host should hold for VPC vpcName of s, or with a non-nil f
@@ -138,9 +142,15 @@ func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bo
 	for h := range bouncerOf {
 		members[h] = true
 	}
-	for _, e := range v.Endpoints {
-		if isLive[e.Host] {
-			members[e.Host] = true
+	if f != nil {
+		if f.hostEndpoints > 0 && isLive[f.host] {
+			members[f.host] = true
+		}
+	} else {
+		for _, e := range v.Endpoints {
+			if isLive[e.Host] {
+				members[e.Host] = true
+			}
 		}
 	}
 
@@ -156,10 +166,15 @@ func desiredVPC(d desired, s *State, vpcName string, live []string, everyHost bo
 			d.put(h, Op{Kind: OpSetBouncers, VNI: v.VNI, NetID: n.ID, Addrs: addrs(l.bouncers[netName])})
 		}
 	}
-	for _, e := range v.Endpoints {
-		if f != nil && e.IP != f.ip {
-			continue
+	eps := maps.Values(v.Endpoints)
+	if f != nil {
+		eps = func(yield func(Endpoint) bool) {
+			if f.ep != nil {
+				yield(*f.ep)
+			}
 		}
+	}
+	for e := range eps {
 		n := v.Networks[e.Network]
 		hostIP := s.Hosts[e.Host].IP
 		entry := Op{Kind: OpUpsertBouncerEntry, VNI: v.VNI, IP: e.IP, Host: hostIP}
