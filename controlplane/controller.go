@@ -93,13 +93,8 @@ type scope []string
 // commit saves next, makes it the state, and sends hosts the difference for the VPCs in sc.
 // Callers hold c.mu and have validated next.
 // what describes the mutation for errors ("create endpoint e1").
+// Endpoints go through commitEndpoint instead.
 func (c *Controller) commit(ctx context.Context, method, what string, next *State, sc scope) error {
-	return c.commitFocused(ctx, method, what, next, sc, nil)
-}
-
-// commitFocused is commit of a mutation that changes at most what f names (see focus); nil
-// means anything.
-func (c *Controller) commitFocused(ctx context.Context, method, what string, next *State, sc scope, f *focus) error {
 	old := c.state
 	if sc == nil {
 		names := map[string]bool{}
@@ -114,8 +109,8 @@ func (c *Controller) commitFocused(ctx context.Context, method, what string, nex
 	oldLive, newLive := liveHosts(old), liveHosts(next)
 	before, after := desired{}, desired{}
 	for _, v := range sc {
-		desiredVPC(before, old, v, oldLive, c.everyHost, f)
-		desiredVPC(after, next, v, newLive, c.everyHost, f)
+		desiredVPC(before, old, v, oldLive, c.everyHost, nil)
+		desiredVPC(after, next, v, newLive, c.everyHost, nil)
 	}
 	if err := c.store.Save(next); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -144,9 +139,9 @@ func (c *Controller) commitEndpoint(ctx context.Context, method, what, vpc, name
 	old, had := eps[name]
 	// Creating names a new endpoint at a free address; deleting, an existing one: the
 	// address is someone's on one side only.
-	f := &focus{ip: old.IP, host: old.Host, ep: &old, hostEndpoints: idx.perHost[old.Host]}
+	f := &focus{host: old.Host, ep: &old, hostEndpoints: idx.perHost[old.Host]}
 	if e != nil {
-		f = &focus{ip: e.IP, host: e.Host, hostEndpoints: idx.perHost[e.Host]}
+		f = &focus{host: e.Host, hostEndpoints: idx.perHost[e.Host]}
 	}
 	live := liveHosts(c.state)
 	before, after := desired{}, desired{}

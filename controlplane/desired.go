@@ -93,10 +93,10 @@ func liveHosts(s *State) []string {
 // moves. Without it, each endpoint would cost a pass that builds every host's whole table,
 // which grows with the endpoints of the VPC (and their hosts, in every-host mode).
 type focus struct {
-	ip   netip.Addr
 	host string
 	// What the state desiredVPC is given holds, known without a pass over its endpoints: the
-	// endpoint at ip (nil: none) and how many endpoints of the VPC host has.
+	// endpoint at the mutated address (nil: none there) and how many endpoints of the VPC
+	// host has.
 	ep            *Endpoint
 	hostEndpoints int
 }

@@ -129,30 +129,3 @@ func TestProvisionOptionsInvalid(t *testing.T) {
 		}
 	}
 }
-
-// TestProvisioningTargets: targets pass and fail on the figures they name.
-func TestProvisioningTargets(t *testing.T) {
-	ms := func(v ...float64) reports.Summary { return reports.Summarize("ms", v) }
-	rs := []reports.Provisioning{
-		{Mode: reports.ModeMizar, Endpoints: 100, Hosts: 20, Programmed: ms(1, 2), Reachable: ms(2, 4)},
-		{Mode: reports.ModeMizar, Endpoints: 1000, Hosts: 50, Programmed: ms(1, 4), Reachable: ms(2, 60)},
-		{Mode: reports.ModeMizar, Endpoints: 5000, Hosts: 50, Programmed: ms(1, 2.4), Reachable: ms(2, 8)},
-		{Mode: reports.ModeEveryHost, Endpoints: 5000, Hosts: 50, Programmed: ms(100), Reachable: ms(100)},
-	}
-	rs[1].Reachable.N = 2
-	want := map[string]bool{
-		"target: p99 programmed <= 5 ms at 1000 endpoints":             true,
-		"target: p99 reachable <= 50 ms at 1000 endpoints":             false,
-		"target: p99 programmed at 5000 endpoints <= 1.25x p99 at 100": true,
-		"target: p99 reachable at 5000 endpoints <= 1.25x p99 at 100":  false,
-	}
-	got := ProvisioningTargets(rs)
-	if len(got) != len(want) {
-		t.Fatalf("%d targets, want %d: %+v", len(got), len(want), got)
-	}
-	for _, c := range got {
-		if w, ok := want[c.Name]; !ok || w != c.Passed {
-			t.Errorf("%s: passed %t (%s), want %t (known %t)", c.Name, c.Passed, c.Detail, w, ok)
-		}
-	}
-}
