@@ -45,6 +45,9 @@ type ClusterOptions struct {
 	// AgentCommand is the agent program and its leading arguments, to which the cluster adds
 	// mizar-agent's flags (default: mizar-agent from $PATH).
 	AgentCommand []string
+	// ProgramEveryHost is controlplane.Options': every endpoint onto every host, the per-host
+	// programming Mizar is measured against.
+	ProgramEveryHost bool
 	// AgentProgram is what endpoint veths get: dataplane.AgentTC (the default: the faster in
 	// dataplane's TestThroughputEncapPoints), its endpoints receiving through GRO; or
 	// dataplane.Agent (XDP), its endpoints receiving through a Pass XDP program.
@@ -182,7 +185,7 @@ func NewCluster(prefix string, opts ClusterOptions, log *slog.Logger) (_ *Cluste
 			return nil, err
 		}
 	}
-	c.Controller, err = controlplane.New(controlplane.Options{Store: opts.Store, Agents: c, Logger: log})
+	c.Controller, err = controlplane.New(controlplane.Options{Store: opts.Store, Agents: c, Logger: log, ProgramEveryHost: opts.ProgramEveryHost})
 	if err != nil {
 		return nil, err
 	}
@@ -541,7 +544,7 @@ func (c *Cluster) RestartController(ctx context.Context) error {
 	if c.opts.Store == nil {
 		return fmt.Errorf("restart controller: %w: the cluster keeps its state in memory (set ClusterOptions.Store)", controlplane.ErrInvalid)
 	}
-	ctl, err := controlplane.New(controlplane.Options{Store: c.opts.Store, Agents: c, Logger: c.log})
+	ctl, err := controlplane.New(controlplane.Options{Store: c.opts.Store, Agents: c, Logger: c.log, ProgramEveryHost: c.opts.ProgramEveryHost})
 	if err != nil {
 		return fmt.Errorf("restart controller: %w", err)
 	}

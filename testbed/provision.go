@@ -155,7 +155,7 @@ func MeasureProvisioning(ctx context.Context, o ProvisionOptions, log *slog.Logg
 
 func measureSize(ctx context.Context, o ProvisionOptions, s Size, mode string, log *slog.Logger) (_ reports.Provisioning, err error) {
 	start := time.Now()
-	c, err := NewCluster(o.Prefix, ClusterOptions{Mode: o.Mode}, log)
+	c, err := NewCluster(o.Prefix, ClusterOptions{Mode: o.Mode, ProgramEveryHost: mode == reports.ModeEveryHost}, log)
 	if err != nil {
 		return reports.Provisioning{}, err
 	}
@@ -170,12 +170,6 @@ func measureSize(ctx context.Context, o ProvisionOptions, s Size, mode string, l
 		}
 		progressf(o.Progress, "provisioning %s %s: cleaned up in %s", mode, s, time.Since(t).Round(time.Millisecond))
 	}()
-	if mode == reports.ModeEveryHost {
-		// Before any host joins, so the controller that programs them all is this one.
-		if c.Controller, err = controlplane.New(controlplane.Options{Agents: c, Logger: log, ProgramEveryHost: true}); err != nil {
-			return reports.Provisioning{}, err
-		}
-	}
 	hosts := make([]string, s.Hosts)
 	for i := range hosts {
 		hosts[i] = fmt.Sprintf("h%d", i)
