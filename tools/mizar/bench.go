@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/mizar-net/mizar/dataplane"
 	"github.com/mizar-net/mizar/reports"
@@ -55,6 +59,9 @@ func benchCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Ctrl-C ends the measurement through its context, so that what it built is removed.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM)
+			defer stop()
 			out := cmd.OutOrStdout()
 			log := g.logger(cmd.ErrOrStderr())
 			start := time.Now()
@@ -71,7 +78,7 @@ func benchCommand(g *globalOptions) *cobra.Command {
 			var errs []error
 			if !o.skipProv {
 				fmt.Fprintf(out, "provisioning: %s, %d bouncers\n", o.sizes, o.bouncers)
-				p, err := testbed.MeasureProvisioning(cmd.Context(), testbed.ProvisionOptions{
+				p, err := testbed.MeasureProvisioning(ctx, testbed.ProvisionOptions{
 					Sizes: sizes, Bouncers: o.bouncers, EveryHostMaxEndpoints: o.everyMax,
 					Mode: g.mode(), Progress: out, Samples: true,
 				}, log)
@@ -83,7 +90,7 @@ func benchCommand(g *globalOptions) *cobra.Command {
 			}
 			if !o.skipTraff {
 				fmt.Fprintf(out, "traffic: %v per figure, %d streams\n", o.duration, o.streams)
-				t, err := testbed.MeasureTraffic(cmd.Context(), testbed.TrafficOptions{
+				t, err := testbed.MeasureTraffic(ctx, testbed.TrafficOptions{
 					Duration: o.duration, Streams: o.streams, Rounds: o.rounds, MTU: o.mtu, Mode: g.mode(),
 					Agent: dataplane.Program(o.agent),
 				}, log)
@@ -105,8 +112,8 @@ func benchCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(out, "report written to %s (summary.md, report.json, plots)\n", dir)
-			if len(errs) > 0 {
-				return errs[0]
+			if err := errors.Join(errs...); err != nil {
+				return err
 			}
 			// The properties fail the run; targets (reports.Targets, in summary.md) are reported.
 			for _, c := range r.Checks {
